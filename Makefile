@@ -1,0 +1,40 @@
+# The front door: `make run` starts the product with a demo, `make test` runs every test.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+DEMO_AGENT ?= agent_demo
+DEMO_SUPERVISOR ?= supervisor_demo
+
+.PHONY: install run test lint bench clean
+
+$(BIN)/activate: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(BIN)/activate
+
+install: $(BIN)/activate
+
+run: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput -v0
+	@$(BIN)/python manage.py demo_accounts --agent $(DEMO_AGENT) --supervisor $(DEMO_SUPERVISOR)
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} SIMULATE_CHATBOT=$${SIMULATE_CHATBOT:-true} \
+		$(BIN)/daphne -b $(HOST) -p $(PORT) sse_project.asgi:application
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+bench: install
+	$(BIN)/pip install --quiet -r bench/requirements.txt
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) staticfiles .mypy_cache .ruff_cache

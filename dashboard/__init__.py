@@ -1,0 +1,1 @@
+"""Sessions, the agent workbench, supervisor views and the admin."""

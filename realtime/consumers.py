@@ -1,0 +1,173 @@
+"""The SSE endpoints (CONTRACT.md section 4, Streams), as one Channels consumer.
+
+The consumer is thin: it authenticates, checks the channels, registers an SSEConnection with
+the process's hub and then only waits for the client to go. Events never pass through the
+consumer's own channel-layer queue or `dispatch` (that costs a task, an `asyncio.wait` and a
+thread hop per message per connection); the hub writes ready bytes straight to the socket.
+
+Note the AsyncHttpConsumer trap: its stock `http_request` stops the consumer as soon as
+`handle()` returns. This consumer keeps running until the client disconnects, the server
+shuts down or the connection is closed by the hub, and leaves the hub on every exit path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.exceptions import StopConsumer
+from channels.generic.http import AsyncHttpConsumer
+from django.conf import settings
+
+from realtime import sse
+from realtime.auth import NotAuthenticated, Principal, may_listen, principal_from
+from realtime.bus import (
+    BusUnavailable,
+    TooManyChannels,
+    get_layer,
+    open_subscription,
+    validate_channels,
+    validate_last_event_id,
+)
+from realtime.channels import BROADCAST, InvalidChannel, agent_channel, session_channel
+from realtime.envelope import InvalidEvent
+from realtime.errors import ApiError, error_body
+from realtime.stream import SSEConnection
+
+logger = logging.getLogger(__name__)
+
+# Open streams in this process (SSE_MAX_CONNECTIONS applies to it).
+open_streams = 0
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def requested_channels(scope: dict[str, Any]) -> list[str]:
+    """The channels a request asks for, from its route and query string (not yet validated)."""
+    kwargs = scope.get("url_route", {}).get("kwargs", {})
+    if "session_name" in kwargs:
+        return [session_channel(kwargs["session_name"])]
+    if "agent_id" in kwargs:
+        return [agent_channel(kwargs["agent_id"])]
+    if kwargs.get("broadcast"):
+        return [BROADCAST]
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    return query.get("channel", [])
+
+
+def requested_last_id(scope: dict[str, Any]) -> str | None:
+    # The header wins: a browser's automatic reconnect sends it with the original URL.
+    header = _header(scope, b"last-event-id")
+    if header:
+        return header
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    values = query.get("last_event_id")
+    return values[-1] if values else None
+
+
+class SSEConsumer(AsyncHttpConsumer):
+    """GET /api/sessions/{name}/events, /api/agents/{id}/events, /api/broadcast/events, /api/events."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # Deliberately no `new_channel()`: on the Redis layer that would be one more Redis
+        # subscription per connection; delivery goes through the hub instead.
+        self.scope = scope
+        self.base_send = send
+        try:
+            await self.serve(receive, send)
+        except StopConsumer:
+            pass
+
+    async def serve(self, receive: Any, send: Any) -> None:
+        global open_streams
+        if not await self._read_request(receive):
+            return
+        if self.scope.get("method") not in ("GET", "HEAD"):
+            await self._error(ApiError(405, "event streams are read with GET"))
+            return
+        try:
+            principal, channels, last_id = self.check_request()
+        except ApiError as error:
+            await self._error(error)
+            return
+        if open_streams >= settings.SSE_MAX_CONNECTIONS:
+            await self._error(ApiError(429, f"this server holds its limit of {settings.SSE_MAX_CONNECTIONS} streams"))
+            return
+        layer = get_layer()
+        connection = SSEConnection(send, channels)
+        open_streams += 1
+        try:
+            try:
+                opening = await open_subscription(layer, connection, channels, last_id)
+            except BusUnavailable as exc:
+                await self._error(ApiError(503, str(exc)))
+                return
+            await connection.start_response()
+            first = sse.retry(settings.SSE_RETRY_MS) + sse.comment("stream open")
+            connection.go_live(first + b"".join(frame for frame, _ in opening.events), opening.cut)
+            logger.debug("stream open for %s on %s", principal.name, channels)
+            await self._wait_for_end(receive, connection)
+        finally:
+            open_streams -= 1
+            await layer.hub.remove(connection)
+            connection.close()
+
+    async def _read_request(self, receive: Any) -> bool:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return False
+            if message["type"] == "http.request" and not message.get("more_body"):
+                return True
+
+    def check_request(self) -> tuple[Principal, tuple[str, ...], str | None]:
+        try:
+            principal = principal_from(_header(self.scope, b"authorization"), self.scope.get("user"))
+        except NotAuthenticated as exc:
+            raise ApiError(401, str(exc)) from None
+        try:
+            channels = validate_channels(requested_channels(self.scope))
+            last_id = validate_last_event_id(requested_last_id(self.scope))
+        except TooManyChannels as exc:
+            raise ApiError(429, str(exc)) from None
+        except InvalidChannel as exc:
+            raise ApiError(400, str(exc), "invalid_channel") from None
+        except InvalidEvent as exc:
+            raise ApiError(400, str(exc), "invalid_last_event_id") from None
+        if principal is None:
+            raise ApiError(401, "log in at /accounts/login/ or send Authorization: Bearer <token>")
+        for channel in channels:
+            if not may_listen(principal, channel):
+                raise ApiError(403, f"{principal.name} may not listen to {channel}")
+        return principal, channels, last_id
+
+    async def _wait_for_end(self, receive: Any, connection: SSEConnection) -> None:
+        """Until the client goes, the server shuts down (cancellation) or the hub closes us."""
+        disconnect = asyncio.ensure_future(self._until_disconnect(receive))
+        try:
+            await asyncio.wait([disconnect, connection.closed], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            client_gone = disconnect.done()
+            disconnect.cancel()
+        if not client_gone:
+            # Closed by the hub (a client too far behind): end the response properly.
+            await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    @staticmethod
+    async def _until_disconnect(receive: Any) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    async def _error(self, error: ApiError) -> None:
+        await self.send_response(
+            error.status,
+            error_body(error.status, error.detail, error.code),
+            headers=[(b"content-type", b"application/json")],
+        )

@@ -1,0 +1,48 @@
+"""The contract's error shape, `{"error": code, "detail": text}`, for views and consumers."""
+
+from __future__ import annotations
+
+import json
+
+from django.http import JsonResponse
+
+from realtime.channels import InvalidChannel
+from realtime.envelope import EventTooLarge, InvalidEvent
+
+REASONS = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    429: "too_many",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, detail: str, code: str | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.code = code or REASONS.get(status, "error")
+
+
+def from_validation(exc: ValueError) -> ApiError:
+    if isinstance(exc, EventTooLarge):
+        return ApiError(413, str(exc))
+    if isinstance(exc, InvalidChannel):
+        return ApiError(400, str(exc), "invalid_channel")
+    if isinstance(exc, InvalidEvent) and str(exc).startswith("source "):
+        return ApiError(403, str(exc), "source_not_allowed")
+    return ApiError(400, str(exc), "invalid_event")
+
+
+def error_body(status: int, detail: str, code: str | None = None) -> bytes:
+    return json.dumps({"error": code or REASONS.get(status, "error"), "detail": detail}).encode()
+
+
+def error_response(error: ApiError) -> JsonResponse:
+    return JsonResponse({"error": error.code, "detail": error.detail}, status=error.status)

@@ -1,0 +1,180 @@
+"""Process-local fan-out: one subscription per channel per process, one frame per event.
+
+The channel layer hands every message that arrives for an SSE channel to this process's
+`Hub` (one per event loop). The hub validates and decodes it once, builds the SSE frame
+bytes once, and gives those same bytes to every local subscriber of the channel. A
+subscriber's `push` is a write of ready bytes, never JSON work, never a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from realtime import sse
+from realtime.envelope import InvalidEvent, dumps, parse_incoming, system_event
+
+logger = logging.getLogger(__name__)
+
+# Counters shown by /healthz; process-wide, cheap to bump.
+stats: Counter[str] = Counter()
+
+
+class Subscriber(Protocol):
+    channels: tuple[str, ...]
+
+    def push(self, frame: bytes, event: dict[str, Any]) -> None:
+        """Take one ready frame and the envelope it was built from."""
+
+    def push_many(self, frames: list[bytes], events: list[dict[str, Any]]) -> None:
+        """Take several frames that arrived together (one write, where it can)."""
+
+
+class SubscriptionBackend(Protocol):
+    async def subscribe_channel(self, channel: str) -> None: ...
+    async def unsubscribe_channel(self, channel: str) -> None: ...
+
+
+def encode(raw: bytes | str, channel: str) -> tuple[bytes, dict[str, Any]] | None:
+    """Validate one wire message and build its SSE frame, or None (dropped, logged, counted)."""
+    try:
+        event = parse_incoming(raw, channel)
+    except InvalidEvent as exc:
+        stats["dropped_invalid"] += 1
+        logger.warning("dropped a message on %s: %s", channel, exc)
+        return None
+    return sse.frame(dumps(event), event=event["type"], event_id=event.get("id")), event
+
+
+class Hub:
+    """Local subscribers of one event loop, by channel."""
+
+    def __init__(self, backend: SubscriptionBackend, loop: asyncio.AbstractEventLoop) -> None:
+        self.backend = backend
+        self.loop = loop
+        self.subscribers: dict[str, set[Subscriber]] = {}
+        self._channel_locks: dict[str, asyncio.Lock] = {}
+        self._heartbeat_task: asyncio.Task[None] | None = None
+
+    # --- membership ---------------------------------------------------------------
+
+    async def add(self, subscriber: Subscriber) -> None:
+        """Register a subscriber; returns once every channel's subscription is in place."""
+        added: list[str] = []
+        try:
+            for channel in subscriber.channels:
+                self.subscribers.setdefault(channel, set()).add(subscriber)
+                added.append(channel)
+                await self._ensure_subscribed(channel)
+        except BaseException:
+            await self._remove_from(subscriber, added)
+            raise
+
+    async def remove(self, subscriber: Subscriber) -> None:
+        await self._remove_from(subscriber, subscriber.channels)
+
+    async def _remove_from(self, subscriber: Subscriber, channels: Iterable[str]) -> None:
+        for channel in channels:
+            members = self.subscribers.get(channel)
+            if members is None:
+                continue
+            members.discard(subscriber)
+            if not members:
+                del self.subscribers[channel]
+                await self._release(channel)
+
+    def connection_count(self) -> int:
+        return len({s for members in self.subscribers.values() for s in members})
+
+    async def _ensure_subscribed(self, channel: str) -> None:
+        # One lock per channel orders subscribe and unsubscribe, so a subscriber that
+        # arrives while the last one is leaving never ends up deaf.
+        lock = self._channel_locks.setdefault(channel, asyncio.Lock())
+        async with lock:
+            if channel in self.subscribers:
+                await self.backend.subscribe_channel(channel)
+
+    async def _release(self, channel: str) -> None:
+        lock = self._channel_locks.setdefault(channel, asyncio.Lock())
+        try:
+            async with lock:
+                if channel not in self.subscribers:
+                    await self.backend.unsubscribe_channel(channel)
+        except Exception:
+            logger.exception("could not unsubscribe from %s", channel)
+        finally:
+            if channel not in self.subscribers and not lock.locked():
+                self._channel_locks.pop(channel, None)
+
+    # --- delivery -------------------------------------------------------------------
+
+    def deliver(self, channel: str, raw: bytes | str) -> None:
+        """One message from the bus: encode once, hand the bytes to every local subscriber."""
+        members = self.subscribers.get(channel)
+        if not members:
+            return
+        encoded = encode(raw, channel)
+        if encoded is None:
+            return
+        frame, event = encoded
+        stats["events"] += 1
+        for subscriber in tuple(members):
+            subscriber.push(frame, event)
+
+    def deliver_batch(self, messages: list[tuple[str, bytes | str]]) -> None:
+        """Several messages that arrived together: one write per subscriber for all of them."""
+        if len(messages) == 1:
+            self.deliver(*messages[0])
+            return
+        pending: dict[Subscriber, tuple[list[bytes], list[dict[str, Any]]]] = {}
+        for channel, raw in messages:
+            members = self.subscribers.get(channel)
+            if not members:
+                continue
+            encoded = encode(raw, channel)
+            if encoded is None:
+                continue
+            frame, event = encoded
+            stats["events"] += 1
+            for subscriber in members:
+                frames, events = pending.setdefault(subscriber, ([], []))
+                frames.append(frame)
+                events.append(event)
+        for subscriber, (frames, events) in pending.items():
+            if len(frames) == 1:
+                subscriber.push(frames[0], events[0])
+            else:
+                subscriber.push_many(frames, events)
+
+    # --- heartbeat ------------------------------------------------------------------
+
+    def heartbeat_once(self) -> int:
+        """Write a heartbeat to every local subscriber; returns how many got one."""
+        frames: dict[str, tuple[bytes, dict[str, Any]]] = {}
+        seen: set[Subscriber] = set()
+        for members in list(self.subscribers.values()):
+            for subscriber in tuple(members):
+                if subscriber in seen:
+                    continue
+                seen.add(subscriber)
+                first = subscriber.channels[0]
+                if first not in frames:
+                    event = system_event("heartbeat", first, {})
+                    frames[first] = (sse.frame(dumps(event), event="heartbeat"), event)
+                subscriber.push(*frames[first])
+        return len(seen)
+
+    def start_heartbeat(self, interval: float) -> None:
+        if self._heartbeat_task is None or self._heartbeat_task.done():
+            self._heartbeat_task = self.loop.create_task(self._heartbeat_loop(interval))
+
+    async def _heartbeat_loop(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.heartbeat_once()
+            except Exception:
+                logger.exception("heartbeat round failed")

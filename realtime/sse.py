@@ -1,0 +1,45 @@
+"""Server-Sent Events wire format as pure functions.
+
+Frames are built once per event per process and written as-is to every connection.
+"""
+
+from __future__ import annotations
+
+import re
+
+# CR, LF and NUL end or corrupt an SSE field; they must never reach an id:/event: line.
+_UNSAFE = re.compile(r"[\r\n\x00]")
+
+HEADERS: list[tuple[bytes, bytes]] = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    # Tells nginx and friends not to buffer the stream.
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def field(value: str) -> str:
+    return _UNSAFE.sub("", value)
+
+
+def frame(data: str, *, event: str | None = None, event_id: str | None = None) -> bytes:
+    """One SSE frame: optional `id:` and `event:` lines, `data:` lines, blank line."""
+    parts = []
+    if event_id is not None:
+        parts.append(f"id: {field(event_id)}\n")
+    if event is not None:
+        parts.append(f"event: {field(event)}\n")
+    # A data value split on any line break becomes several data: lines, which the
+    # client joins back with "\n"; so a payload can never start a new field.
+    for line in re.split(r"\r\n|\r|\n", data.replace("\x00", "")):
+        parts.append(f"data: {line}\n")
+    parts.append("\n")
+    return "".join(parts).encode()
+
+
+def comment(text: str = "") -> bytes:
+    return f": {field(text)}\n\n".encode()
+
+
+def retry(milliseconds: int) -> bytes:
+    return f"retry: {int(milliseconds)}\n".encode()

@@ -1,0 +1,185 @@
+"""Local subscribers of the hub: an SSE response, and a queue for Python code.
+
+An `SSEConnection` turns ready frame bytes into `http.response.body` messages. Under daphne
+the ASGI `send` never suspends (it writes to the Twisted transport and returns), so the
+send coroutine is stepped once, in place: no task, no scheduling, per connection per event.
+If a server's `send` does suspend, the rest runs in a task and later frames queue behind it,
+bounded, so a slow client can never eat the process's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import types
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any
+
+from realtime import sse
+
+logger = logging.getLogger(__name__)
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+# A client that is this far behind (bytes waiting for a suspended send) is cut off; it
+# reconnects with Last-Event-ID and catches up from history instead of from our memory.
+MAX_PENDING_BYTES = 1024 * 1024
+
+
+@types.coroutine
+def _finish(coro: Any, yielded: Any) -> Generator[Any, Any, None]:
+    """Let a task carry on a coroutine that was started by hand and has suspended."""
+    while True:
+        try:
+            value = yield yielded
+        except BaseException as exc:  # noqa: BLE001 - passed on into the coroutine
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                yielded = coro.send(value)
+            except StopIteration:
+                return
+
+
+def step(awaitable: Awaitable[None]) -> Any:
+    """Run a coroutine until it first suspends. Returns None if it finished, else what it awaits."""
+    coro: Any = awaitable
+    try:
+        return coro.send(None)
+    except StopIteration:
+        return None
+
+
+class SSEConnection:
+    """One open SSE response, subscribed to `channels` through the hub."""
+
+    def __init__(self, send: Send, channels: tuple[str, ...]) -> None:
+        self.send = send
+        self.channels = channels
+        self.closed = asyncio.get_running_loop().create_future()
+        self._buffering = True
+        self._buffered: list[tuple[bytes, str | None]] = []
+        self._inflight: asyncio.Task[None] | None = None
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+
+    # --- the hub calls this, once per event (or batch) --------------------------------
+
+    def push(self, frame: bytes, event: dict[str, Any]) -> None:
+        if self._buffering:
+            # Still sending history: hold live frames until the seam is known.
+            self._buffered.append((frame, event.get("id")))
+        else:
+            self.write(frame)
+
+    def push_many(self, frames: list[bytes], events: list[dict[str, Any]]) -> None:
+        if self._buffering:
+            self._buffered.extend((f, e.get("id")) for f, e in zip(frames, events, strict=True))
+        else:
+            self.write(b"".join(frames))
+
+    # --- writing --------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.closed.done():
+            return
+        if self._inflight is not None:
+            self._pending.append(data)
+            self._pending_bytes += len(data)
+            if self._pending_bytes > MAX_PENDING_BYTES:
+                logger.warning("closing a stream on %s: client is %d bytes behind", self.channels, self._pending_bytes)
+                self.close()
+            return
+        coro = self.send({"type": "http.response.body", "body": data, "more_body": True})
+        try:
+            yielded = step(coro)
+        except Exception:
+            logger.info("stream on %s could not be written; closing it", self.channels, exc_info=True)
+            self.close()
+            return
+        if yielded is not None:
+            self._inflight = asyncio.ensure_future(self._drain(coro, yielded))
+
+    async def _drain(self, coro: Any, yielded: Any) -> None:
+        try:
+            await _finish(coro, yielded)
+            while self._pending and not self.closed.done():
+                data = b"".join(self._pending)
+                self._pending.clear()
+                self._pending_bytes = 0
+                await self.send({"type": "http.response.body", "body": data, "more_body": True})
+        except Exception:
+            logger.info("stream on %s failed while writing; closing it", self.channels, exc_info=True)
+            self.close()
+        finally:
+            self._inflight = None
+
+    def go_live(self, opening: bytes, after_id: str | None) -> None:
+        """Send the opening bytes (first frame, history), then the live frames held meanwhile.
+
+        Held frames already covered by history (id <= `after_id`) are skipped, so the seam
+        between history and live has no duplicate; ids are totally ordered per bus.
+        """
+        from realtime.envelope import parse_event_id
+
+        cut = parse_event_id(after_id) if after_id else None
+        parts = [opening]
+        for frame, event_id in self._buffered:
+            if cut is not None and event_id is not None and parse_event_id(event_id) <= cut:
+                continue
+            parts.append(frame)
+        self._buffered.clear()
+        self._buffering = False
+        self.write(b"".join(parts))
+
+    def close(self) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    async def wait_closed(self) -> None:
+        await asyncio.shield(self.closed)
+
+    def start_response(self, status: int = 200) -> Awaitable[None]:
+        return self.send({"type": "http.response.start", "status": status, "headers": sse.HEADERS})
+
+
+class QueueSubscriber:
+    """A hub subscriber for Python code (`subscribe_sse_events`): envelopes into a queue."""
+
+    # A Python consumer that falls this far behind gets a reset instead of unbounded memory.
+    MAX_QUEUED = 10_000
+
+    def __init__(self, channels: tuple[str, ...]) -> None:
+        self.channels = channels
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._buffering = True
+        self._buffered: list[dict[str, Any]] = []
+        self.overflowed = False
+
+    def push(self, frame: bytes, event: dict[str, Any]) -> None:
+        if self._buffering:
+            self._buffered.append(event)
+        elif self.queue.qsize() >= self.MAX_QUEUED:
+            self.overflowed = True
+        else:
+            self.queue.put_nowait(event)
+
+    def push_many(self, frames: list[bytes], events: list[dict[str, Any]]) -> None:
+        for frame, event in zip(frames, events, strict=True):
+            self.push(frame, event)
+
+    def go_live(self, opening: list[dict[str, Any]], after_id: str | None) -> None:
+        from realtime.envelope import parse_event_id
+
+        cut = parse_event_id(after_id) if after_id else None
+        for event in opening:
+            self.queue.put_nowait(event)
+        for event in self._buffered:
+            if cut is not None and "id" in event and parse_event_id(event["id"]) <= cut:
+                continue
+            self.queue.put_nowait(event)
+        self._buffered.clear()
+        self._buffering = False

@@ -1,0 +1,50 @@
+"""HTTP endpoints of the bus: POST /api/publish and GET /healthz."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.http import require_GET
+
+from realtime.api import api, json_body, ok
+from realtime.auth import Principal
+from realtime.bus import enqueue_sse_message_sync, get_layer
+from realtime.errors import ApiError
+from realtime.hub import stats
+
+logger = logging.getLogger(__name__)
+
+
+@api(("POST",), who=lambda p: p.is_service)
+def publish(request: HttpRequest, principal: Principal) -> HttpResponse:
+    """Publish one event for a service in any language; `source` is the token's identity."""
+    body = json_body(request)
+    for field in ("channel", "type", "payload"):
+        if field not in body:
+            raise ApiError(400, f"missing field {field!r}", "invalid_event")
+    unknown = set(body) - {"channel", "type", "payload"}
+    if unknown:
+        raise ApiError(400, f"unknown fields: {', '.join(sorted(unknown))} (source and id are set by the server)")
+    event_id = enqueue_sse_message_sync(body["channel"], body["type"], body["payload"], source=principal.source)
+    return ok({"id": event_id, "channel": body["channel"], "event_ids": [event_id]}, status=202)
+
+
+@require_GET
+def healthz(request: HttpRequest) -> HttpResponse:
+    layer = get_layer()
+    try:
+        reachable = layer.ping_sync()
+    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+        logger.warning("health check could not reach Redis: %s", exc)
+        reachable = False
+    body = {
+        "status": "ok" if reachable else "degraded",
+        "layer": "redis" if settings.SSE_USE_REDIS else "memory",
+        "redis": {"configured": settings.SSE_USE_REDIS, "reachable": reachable if settings.SSE_USE_REDIS else None},
+        "history_size": layer.history_size,
+        "counters": dict(stats),
+    }
+    # 200 either way: without Redis each process still serves its own subscribers.
+    return JsonResponse(body)

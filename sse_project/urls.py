@@ -1,0 +1,14 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from realtime import views as realtime_views
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("api/publish", realtime_views.publish, name="publish"),
+    path("healthz", realtime_views.healthz, name="healthz"),
+    path("", include("dashboard.urls")),
+]

@@ -1,0 +1,37 @@
+"""Shared fixtures: real redis-server and daphne processes, test users, event capture."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.procs import Daphne, RedisServer, base_env, migrate
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_env(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment for product processes on the private Redis, with a migrated SQLite database."""
+    db = tmp_path_factory.mktemp("db") / "cross.sqlite3"
+    env = base_env(REDIS_URL=redis_server.url, DATABASE_URL=f"sqlite:///{db}", SSE_HEARTBEAT_SECONDS="2")
+    migrate(env)
+    return env
+
+
+@pytest.fixture(scope="session")
+def daphne_pair(redis_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daphne, Daphne]]:
+    """Two daphne processes of the product sharing one Redis and one database."""
+    logs: Path = tmp_path_factory.mktemp("logs")
+    a = Daphne(redis_env, log_path=logs / "a.log").start()
+    b = Daphne(redis_env, log_path=logs / "b.log").start()
+    yield a, b
+    a.stop()
+    b.stop()
