@@ -70,6 +70,17 @@ def get_layer() -> SSELayer:
     return cast(SSELayer, layer)
 
 
+def redis_client(key: str = "") -> redis.Redis | None:
+    """A thread-safe sync Redis client for `key`'s server, or None on the in-memory layer.
+
+    For state other services read (the seed's `session:{name}` and `status:{status}` keys).
+    """
+    layer = get_layer()
+    if not hasattr(layer, "_sync_client"):
+        return None
+    return layer._sync_client(key)[1]  # type: ignore[attr-defined, no-any-return]
+
+
 def _log_published(item: Draft, event_id: str) -> None:
     stats["published"] += 1
     logger.debug("published %s %s on %s", event_id, item.type, item.channel)

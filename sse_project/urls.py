@@ -11,4 +11,5 @@ urlpatterns = [
     path("api/publish", realtime_views.publish, name="publish"),
     path("healthz", realtime_views.healthz, name="healthz"),
     path("", include("dashboard.urls")),
+    path("", include("dashboard.page_urls")),
 ]

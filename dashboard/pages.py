@@ -1,0 +1,1 @@
+"""HTML pages: the agent workbench and the supervisor dashboard."""
