@@ -78,7 +78,7 @@ def redis_client(key: str = "") -> redis.Redis | None:
     layer = get_layer()
     if not hasattr(layer, "_sync_client"):
         return None
-    return layer._sync_client(key)[1]  # type: ignore[attr-defined]
+    return cast(redis.Redis, layer._sync_client(key)[1])
 
 
 def _log_published(item: Draft, event_id: str) -> None:
