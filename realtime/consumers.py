@@ -113,7 +113,18 @@ class SSEConsumer(AsyncHttpConsumer):
             first = sse.retry(settings.SSE_RETRY_MS) + sse.comment("stream open")
             connection.go_live(first + b"".join(frame for frame, _ in opening.events), opening.cut)
             logger.debug("stream open for %s on %s", principal.name, channels)
-            await self._wait_for_end(receive, connection)
+            # A person's stream that carries their own agent channel is a workbench page:
+            # while it is open, they count as online (realtime.presence).
+            present = None if principal.is_service else principal.name
+            if present is not None and agent_channel(present) in channels:
+                await layer.hub.presence.connected(present)
+            else:
+                present = None
+            try:
+                await self._wait_for_end(receive, connection)
+            finally:
+                if present is not None:
+                    layer.hub.presence.disconnected(present)
         finally:
             open_streams -= 1
             await layer.hub.remove(connection)

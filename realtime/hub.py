@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from realtime import sse
 from realtime.envelope import InvalidEvent, dumps, parse_incoming, system_event
+from realtime.presence import Presence
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +53,12 @@ def encode(raw: bytes | str, channel: str) -> tuple[bytes, dict[str, Any]] | Non
 class Hub:
     """Local subscribers of one event loop, by channel."""
 
-    def __init__(self, backend: SubscriptionBackend, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, backend: SubscriptionBackend, loop: asyncio.AbstractEventLoop, presence: Presence | None = None
+    ) -> None:
         self.backend = backend
         self.loop = loop
+        self.presence = presence or Presence()
         self.subscribers: dict[str, set[Subscriber]] = {}
         self._channel_locks: dict[str, asyncio.Lock] = {}
         self._heartbeat_task: asyncio.Task[None] | None = None

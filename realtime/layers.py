@@ -32,6 +32,7 @@ from realtime.channels import BROADCAST, group_to_channel
 from realtime.envelope import Draft, InvalidEvent, draft, parse_incoming
 from realtime.history import ChannelHistoryState, MemoryHistory, Resume, StoredEvent, decide_resume
 from realtime.hub import Hub
+from realtime.presence import Presence, online_from_memory, online_from_redis
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +219,12 @@ class RedisSSELoopLayer(RedisPubSubLoopLayer):
         super().__init__(hosts=hosts, **kwargs)
         self.history_size = _history_size(history_size)
         self._shards = [SSEShardConnection(host, self) for host in decode_hosts(hosts)]
-        self.hub = Hub(self, asyncio.get_running_loop())
+        self.hub = Hub(self, asyncio.get_running_loop(), Presence(self._presence_client))
+
+    def _presence_client(self) -> aioredis.Redis:
+        shard = self._shards[0]
+        shard._ensure_redis()
+        return shard._redis
 
     def _get_group_channel_name(self, group: str) -> str:
         return group_to_channel(group) or super()._get_group_channel_name(group)
@@ -352,6 +358,9 @@ class RedisSSEChannelLayer(RedisPubSubChannelLayer):
         _, client = self._sync_client(BROADCAST)
         return bool(client.ping())
 
+    def online_agents(self) -> list[dict[str, Any]]:
+        return online_from_redis(self._sync_client(BROADCAST)[1])
+
 
 def _sync_redis(host: dict[str, Any]) -> redis.Redis:
     host = dict(host)
@@ -451,3 +460,12 @@ class MemorySSEChannelLayer(InMemoryChannelLayer):
 
     def ping_sync(self) -> bool:
         return True
+
+    def online_agents(self) -> list[dict[str, Any]]:
+        with self._hubs_lock:
+            hubs = list(self._hubs.values())
+        merged: dict[str, dict[str, Any]] = {}
+        for hub in hubs:
+            for row in online_from_memory(hub.presence):
+                merged.setdefault(row["agent"], row)
+        return sorted(merged.values(), key=lambda row: row["agent"])

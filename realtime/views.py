@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -29,6 +30,21 @@ def publish(request: HttpRequest, principal: Principal) -> HttpResponse:
         raise ApiError(400, f"unknown fields: {', '.join(sorted(unknown))} (source and id are set by the server)")
     event_id = enqueue_sse_message_sync(body["channel"], body["type"], body["payload"], source=principal.source)
     return ok({"id": event_id, "channel": body["channel"], "event_ids": [event_id]}, status=202)
+
+
+@api(("GET",))
+def presence(request: HttpRequest, principal: Principal) -> HttpResponse:
+    """Agents with a workbench open on any process (with a short grace period)."""
+    try:
+        rows = get_layer().online_agents()
+    except Exception as exc:  # noqa: BLE001 - Redis down: say so instead of a 500
+        raise ApiError(503, f"presence is unavailable: {exc}") from None
+    agents = [{"agent": row["agent"], "since": _iso(row["since"])} for row in rows]
+    return ok({"agents": agents})
+
+
+def _iso(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp, tz=UTC).isoformat()
 
 
 @require_GET

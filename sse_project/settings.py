@@ -106,6 +106,8 @@ SSE_HISTORY_SIZE = envint("SSE_HISTORY_SIZE", 1000, minimum=0, maximum=1_000_000
 # Browsers wait this long before reconnecting a dropped EventSource.
 SSE_RETRY_MS = envint("SSE_RETRY_MS", 2000, minimum=100, maximum=600_000)
 SERVICE_TOKENS = envtokens("SERVICE_TOKENS")
+# An agent stays "online" this long after their last workbench stream closes (reloads).
+SSE_PRESENCE_GRACE_SECONDS = envint("SSE_PRESENCE_GRACE_SECONDS", 20, minimum=1, maximum=3600)
 
 if SSE_USE_REDIS:
     CHANNEL_LAYERS = {

@@ -10,6 +10,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/publish", realtime_views.publish, name="publish"),
     path("healthz", realtime_views.healthz, name="healthz"),
+    path("api/presence", realtime_views.presence, name="presence"),
     path("", include("dashboard.urls")),
     path("", include("dashboard.page_urls")),
 ]

@@ -345,3 +345,34 @@ def run_python(code: str, env: dict[str, str], timeout: float = 30) -> str:
     if done.returncode != 0:
         raise AssertionError(f"publisher process failed: {done.stderr[-3000:]}")
     return done.stdout
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def login(base_url: str, username: str, password: str) -> dict[str, str]:
+    """Log in through Django's own login form; returns the cookies (sessionid, csrftoken)."""
+    import http.cookiejar
+    import re
+    from urllib.parse import urlencode
+
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), _NoRedirect())
+    page = opener.open(base_url + "/accounts/login/", timeout=10).read().decode()
+    match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    assert match, "no CSRF token on the login page"
+    data = urlencode({"username": username, "password": password, "csrfmiddlewaretoken": match.group(1)}).encode()
+    try:
+        opener.open(urllib.request.Request(base_url + "/accounts/login/", data=data), timeout=10)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 302:
+            raise
+    cookies = {c.name: c.value for c in jar}
+    assert "sessionid" in cookies, f"login as {username} failed"
+    return cookies
+
+
+def cookie_header(cookies: dict[str, str]) -> str:
+    return "; ".join(f"{k}={v}" for k, v in cookies.items())
