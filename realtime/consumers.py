@@ -89,7 +89,7 @@ class SSEConsumer(AsyncHttpConsumer):
         global open_streams
         if not await self._read_request(receive):
             return
-        if self.scope.get("method") not in ("GET", "HEAD"):
+        if self.scope.get("method") != "GET":
             await self._error(ApiError(405, "event streams are read with GET"))
             return
         try:

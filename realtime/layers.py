@@ -385,6 +385,7 @@ class MemorySSEChannelLayer(InMemoryChannelLayer):
         self.history_size = self.history.size
         self._hubs: dict[asyncio.AbstractEventLoop, Hub] = {}
         self._hubs_lock = threading.Lock()
+        self._publish_lock = threading.Lock()
 
     @property
     def hub(self) -> Hub:
@@ -412,8 +413,11 @@ class MemorySSEChannelLayer(InMemoryChannelLayer):
         return self.publish_event_sync(item)
 
     def publish_event_sync(self, item: Draft) -> str:
-        stored = self.history.append(item.channel, item.body)
-        self._fan_out(stored)
+        # Id allocation and hand-off to the loops happen under one lock, so two threads
+        # publishing at once can never deliver in an order other than their ids'.
+        with self._publish_lock:
+            stored = self.history.append(item.channel, item.body)
+            self._fan_out(stored)
         return stored.id
 
     def _fan_out(self, stored: StoredEvent) -> None:
