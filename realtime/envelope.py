@@ -82,7 +82,8 @@ class Draft:
 def draft(channel: str, event_type: str, payload: Any, source: str, timestamp: float | None = None) -> Draft:
     """Validate an event for publishing and encode it once. Raises InvalidChannel/InvalidEvent."""
     validate_channel(channel)
-    if event_type in CONNECTION_ONLY_TYPES:
+    # isinstance first: a list or dict type would make the set lookup raise TypeError.
+    if isinstance(event_type, str) and event_type in CONNECTION_ONLY_TYPES:
         raise InvalidEvent(f"{event_type} events are made by the server for one connection and cannot be published")
     check_source(event_type, source)
     if not isinstance(payload, dict):
@@ -91,11 +92,15 @@ def draft(channel: str, event_type: str, payload: Any, source: str, timestamp: f
     if session_name is not None:
         validate_name(session_name, "payload.session_name")
     stamp = time.time() if timestamp is None else timestamp
+    # The receivers' rule (parse_incoming): an event they would drop must not be published.
+    if isinstance(stamp, bool) or not isinstance(stamp, (int, float)) or not math.isfinite(stamp):
+        raise InvalidEvent("timestamp must be a number of seconds")
     try:
         body = dumps({"channel": channel, "type": event_type, "payload": payload, "timestamp": stamp, "source": source})
+        size = len(body.encode())  # inside the try: a lone surrogate cannot be encoded as UTF-8
     except (TypeError, ValueError) as exc:
         raise InvalidEvent(f"payload is not JSON-serialisable: {exc}") from None
-    if len(body.encode()) + 40 > MAX_ENVELOPE_BYTES:  # 40: room for the id the bus adds
+    if size + 40 > MAX_ENVELOPE_BYTES:  # 40: room for the id the bus adds
         raise EventTooLarge(f"the event is larger than {MAX_ENVELOPE_BYTES} bytes")
     return Draft(channel, event_type, body)
 
@@ -112,8 +117,13 @@ def parse_incoming(raw: bytes | str, channel: str) -> dict[str, Any]:
     must be dropped: bad JSON, wrong shape, over size, a source not allowed for the type,
     or a `channel` field that disagrees with the channel it arrived on.
     """
-    if len(raw) > MAX_ENVELOPE_BYTES:
-        raise EventTooLarge(f"message of {len(raw)} bytes is over {MAX_ENVELOPE_BYTES}")
+    # The cap is in bytes: a str is measured as UTF-8 (a character is at most 4 bytes, so
+    # short strings skip the encode).
+    size = len(raw)
+    if isinstance(raw, str) and size * 4 > MAX_ENVELOPE_BYTES:
+        size = len(raw.encode(errors="surrogatepass"))
+    if size > MAX_ENVELOPE_BYTES:
+        raise EventTooLarge(f"message of {size} bytes is over {MAX_ENVELOPE_BYTES}")
     try:
         event = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
