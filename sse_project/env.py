@@ -79,7 +79,9 @@ def envtokens(name: str, env: Mapping[str, str] | None = None) -> dict[str, str]
         identity, sep, token = item.partition("=")
         identity, token = identity.strip(), token.strip()
         if not sep or not identity or not token:
-            raise ImproperlyConfigured(f"{name}: expected identity=token, got {item.split('=')[0]!r}=...")
+            # Without '=' the item may be the token itself: never echo it into a log.
+            got = f"{identity!r}=..." if sep else "an item without '='"
+            raise ImproperlyConfigured(f"{name}: expected identity=token, got {got}")
         if not identity.replace("_", "").replace("-", "").isalnum() or not identity.isascii():
             raise ImproperlyConfigured(f"{name}: identity {identity!r} may hold only A-Z a-z 0-9 _ -")
         if len(token) < 16:
