@@ -4,10 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.support.procs import Daphne, RedisServer, base_env, migrate
+
+
+@pytest.fixture
+def fresh_layer() -> Iterator[Any]:
+    """A new channel layer from the current settings (empty history, no hubs), dropped after the test.
+
+    `channel_layers` caches one layer per process; without this, events and ids leak between tests.
+    """
+    from channels.layers import channel_layers
+
+    from realtime.bus import get_layer
+
+    channel_layers.backends.clear()
+    yield get_layer()
+    channel_layers.backends.clear()
 
 
 @pytest.fixture(scope="session")
