@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 from realtime import sse
+from realtime.envelope import parse_event_id
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,27 @@ def step(awaitable: Awaitable[None]) -> Any:
         return None
 
 
-class SSEConnection:
+class SeamFilter:
+    """Drops live copies of events that a subscriber's opening history already held."""
+
+    _seam: tuple[int, int] | None = None
+
+    def _behind_seam(self, event_id: str | None) -> bool:
+        """True for a live copy of an event that history already sent.
+
+        The live copy of an event read from history can still arrive after `go_live` (its
+        hand-off was in flight while history was read). Live ids arrive in increasing order,
+        so the first later id closes the seam and later pushes skip this check.
+        """
+        if event_id is None or self._seam is None:
+            return False
+        if parse_event_id(event_id) <= self._seam:
+            return True
+        self._seam = None
+        return False
+
+
+class SSEConnection(SeamFilter):
     """One open SSE response, subscribed to `channels` through the hub."""
 
     def __init__(self, send: Send, channels: tuple[str, ...]) -> None:
@@ -72,13 +93,15 @@ class SSEConnection:
         if self._buffering:
             # Still sending history: hold live frames until the seam is known.
             self._buffered.append((frame, event.get("id")))
-        else:
+        elif self._seam is None or not self._behind_seam(event.get("id")):
             self.write(frame)
 
     def push_many(self, frames: list[bytes], events: list[dict[str, Any]]) -> None:
         if self._buffering:
             self._buffered.extend((f, e.get("id")) for f, e in zip(frames, events, strict=True))
         else:
+            if self._seam is not None:
+                frames = [f for f, e in zip(frames, events, strict=True) if not self._behind_seam(e.get("id"))]
             self.write(b"".join(frames))
 
     # --- writing --------------------------------------------------------------------
@@ -120,17 +143,15 @@ class SSEConnection:
     def go_live(self, opening: bytes, after_id: str | None) -> None:
         """Send the opening bytes (first frame, history), then the live frames held meanwhile.
 
-        Held frames already covered by history (id <= `after_id`) are skipped, so the seam
-        between history and live has no duplicate; ids are totally ordered per bus.
+        Held frames already covered by history (id <= `after_id`) are skipped, and so are
+        such frames arriving later, so the seam between history and live has no duplicate;
+        ids are totally ordered per bus.
         """
-        from realtime.envelope import parse_event_id
-
-        cut = parse_event_id(after_id) if after_id else None
+        self._seam = parse_event_id(after_id) if after_id else None
         parts = [opening]
         for frame, event_id in self._buffered:
-            if cut is not None and event_id is not None and parse_event_id(event_id) <= cut:
-                continue
-            parts.append(frame)
+            if not self._behind_seam(event_id):
+                parts.append(frame)
         self._buffered.clear()
         self._buffering = False
         self.write(b"".join(parts))
@@ -146,7 +167,7 @@ class SSEConnection:
         return self.send({"type": "http.response.start", "status": status, "headers": sse.HEADERS})
 
 
-class QueueSubscriber:
+class QueueSubscriber(SeamFilter):
     """A hub subscriber for Python code (`subscribe_sse_events`): envelopes into a queue."""
 
     # A Python consumer that falls this far behind gets a reset instead of unbounded memory.
@@ -162,6 +183,8 @@ class QueueSubscriber:
     def push(self, frame: bytes, event: dict[str, Any]) -> None:
         if self._buffering:
             self._buffered.append(event)
+        elif self._seam is not None and self._behind_seam(event.get("id")):
+            return
         elif self.queue.qsize() >= self.MAX_QUEUED:
             self.overflowed = True
         else:
@@ -172,14 +195,12 @@ class QueueSubscriber:
             self.push(frame, event)
 
     def go_live(self, opening: list[dict[str, Any]], after_id: str | None) -> None:
-        from realtime.envelope import parse_event_id
-
-        cut = parse_event_id(after_id) if after_id else None
+        """As SSEConnection.go_live: history first, then held and later live events past the seam."""
+        self._seam = parse_event_id(after_id) if after_id else None
         for event in opening:
             self.queue.put_nowait(event)
         for event in self._buffered:
-            if cut is not None and "id" in event and parse_event_id(event["id"]) <= cut:
-                continue
-            self.queue.put_nowait(event)
+            if not self._behind_seam(event.get("id")):
+                self.queue.put_nowait(event)
         self._buffered.clear()
         self._buffering = False
