@@ -1,0 +1,116 @@
+"""Chat sessions: the database is the record of who handles which customer.
+
+State changes never happen here or in views: they go through `dashboard.services`, which
+moves a session with one conditional UPDATE and publishes the contract's events after the
+commit. This module holds the data, the queue orderings and the JSON shape.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.utils import timezone
+
+# The channel-name rule of the contract (realtime.channels): a session name becomes part of
+# `sse:session:{name}`, so the database refuses what the bus would refuse.
+NAME_VALIDATOR = RegexValidator(r"^[A-Za-z0-9_-]{1,64}\Z", "1 to 64 characters of A-Z a-z 0-9 _ -")
+
+
+class Status(models.TextChoices):
+    AI_HANDLING = "ai_handling", "AI handling"
+    WAITING_AGENT = "waiting_agent", "Waiting for an agent"
+    AGENT_HANDLING = "agent_handling", "Agent handling"
+    CLOSED = "closed", "Closed"
+
+
+class ChatSessionQuerySet(models.QuerySet["ChatSession"]):
+    def queue(self) -> ChatSessionQuerySet:
+        """Waiting sessions, the one waiting longest first."""
+        return self.filter(status=Status.WAITING_AGENT).order_by("escalated_at", "pk")
+
+    def ordered_for(self, status: str | None) -> list[ChatSession]:
+        """The listing of GET /api/sessions: see docs/sessions.md for the orders."""
+        base = self.select_related("agent")
+        if status == Status.WAITING_AGENT:
+            return list(base.queue())
+        if status == Status.CLOSED:
+            return list(base.filter(status=status).order_by("-closed_at", "-pk"))
+        if status is not None:
+            return list(base.filter(status=status).order_by("-created_at", "-pk"))
+        rest = base.filter(status__in=(Status.AI_HANDLING, Status.AGENT_HANDLING)).order_by("-created_at", "-pk")
+        return [*base.queue(), *rest]
+
+
+class ChatSession(models.Model):
+    name = models.CharField(max_length=64, unique=True, validators=[NAME_VALIDATOR])
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.AI_HANDLING)
+    # SET_NULL: deleting an agent account must not delete the history of the sessions it had.
+    agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="chat_sessions",
+    )
+    reason = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    escalated_at = models.DateTimeField(null=True, blank=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    # The id of the last event the dashboard published on sse:session:{name} ("" = none yet).
+    last_event_id = models.CharField(max_length=41, blank=True, default="")
+    # The same id zero-padded, so SQL can compare ids and a slow writer never moves it back.
+    last_event_key = models.CharField(max_length=40, blank=True, default="", editable=False)
+    # Bumped by every UPDATE; the Redis copy is only overwritten by a newer version.
+    version = models.PositiveBigIntegerField(default=0, editable=False)
+
+    objects = ChatSessionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["status", "escalated_at"], name="chatsession_queue")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(status__in=Status.values), name="chatsession_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def agent_name(self) -> str | None:
+        return self.agent.get_username() if self.agent is not None else None
+
+    def waiting_seconds(self, now: datetime | None = None) -> float | None:
+        """Seconds in the queue so far, for a waiting session; None otherwise."""
+        if self.status != Status.WAITING_AGENT or self.escalated_at is None:
+            return None
+        return max(0.0, ((now or timezone.now()) - self.escalated_at).total_seconds())
+
+    def to_json(self, now: datetime | None = None) -> dict[str, Any]:
+        """The session object of the API (docs/sessions.md)."""
+        return {
+            **self.state_json(),
+            "waiting_seconds": self.waiting_seconds(now),
+        }
+
+    def state_json(self) -> dict[str, Any]:
+        """The session object without the clock-dependent `waiting_seconds` (the Redis copy)."""
+
+        def iso(value: datetime | None) -> str | None:
+            return value.isoformat() if value is not None else None
+
+        return {
+            "name": self.name,
+            "status": self.status,
+            "agent": self.agent_name,
+            "reason": self.reason,
+            "created_at": iso(self.created_at),
+            "escalated_at": iso(self.escalated_at),
+            "accepted_at": iso(self.accepted_at),
+            "closed_at": iso(self.closed_at),
+            "last_event_id": self.last_event_id or None,
+        }

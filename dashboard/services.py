@@ -1,0 +1,468 @@
+"""The session rules: every change of a ChatSession goes through one function here.
+
+    ai_handling --escalate--> waiting_agent --accept--> agent_handling --close--> closed
+                                   ^                         |
+                                   +---------leave-----------+
+    (close also from ai_handling and waiting_agent; escalate reopens a closed session)
+
+Each command is one transaction that starts with a conditional UPDATE (`... WHERE status =
+<expected>`), so the database decides races: of two agents accepting at once exactly one
+UPDATE matches a row. Starting with the write also means SQLite takes its write lock first
+and never fails a read-then-write with "database is locked". A refused command raises
+inside the transaction, so it changes no row, and its events (queued with
+`publish_on_commit`) never go out. After the commit the events are published, the
+session's `last_event_id` is recorded and the seed's Redis keys are rewritten.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from dashboard.models import ChatSession, Status
+from realtime.auth import Principal
+from realtime.bus import PendingEvent, get_layer, publish_on_commit, redis_client
+from realtime.channels import BROADCAST, InvalidChannel, agent_channel, session_channel, validate_name
+from realtime.envelope import InvalidEvent, check_source, parse_event_id
+
+logger = logging.getLogger(__name__)
+
+# A chat message is read by a person: 4000 characters is several screens, and keeps every
+# event far below the bus's 64 KiB envelope limit.
+MAX_MESSAGE_CHARS = 4000
+# A reason is a label for the queue ("asks for a refund"), not a transcript.
+MAX_REASON_CHARS = 500
+# Escalating tries the UPDATE, then the INSERT; a session that changes between the two
+# (another process closing or creating it) is retried this many times before giving up.
+ESCALATE_ATTEMPTS = 3
+
+
+class SessionError(Exception):
+    """A refused command. `status` and `code` are what the HTTP API answers with."""
+
+    status = 400
+    code = "bad_request"
+
+
+class InvalidInput(SessionError):
+    code = "invalid_input"
+
+
+class Forbidden(SessionError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(SessionError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(SessionError):
+    status = 409
+    code = "conflict"
+
+
+@dataclass
+class Outcome:
+    """What a command did: the session as it is now and the events it published.
+
+    `events` are published after the commit; `event_ids` lists those that went out.
+    """
+
+    session: ChatSession
+    events: list[PendingEvent] = field(default_factory=list)
+    created: bool = False
+
+    @property
+    def event_ids(self) -> list[str]:
+        return [event.id for event in self.events if event.id is not None]
+
+
+# --- the commands --------------------------------------------------------------------
+
+
+def escalate(name: str, *, by: Principal, reason: str = "", data: dict[str, Any] | None = None) -> Outcome:
+    """The bot asks for a human: the session joins the queue (created on first sight).
+
+    A session already waiting is left as it is and nothing is published. A closed session
+    is reopened into the queue: the customer is back and asks for a person again. A session
+    an agent is handling is refused (409): it already has a human.
+    """
+    name = _valid_name(name)
+    reason = _valid_text(reason, "reason", MAX_REASON_CHARS, allow_empty=True)
+    if data is not None and not isinstance(data, dict):
+        raise InvalidInput("data must be a JSON object")
+    _require_sources(by, "transfer_request", "status_change")
+    for _ in range(ESCALATE_ATTEMPTS):
+        now = timezone.now()
+        changes: dict[str, Any] = {
+            "escalated_at": now,
+            "accepted_at": None,
+            "closed_at": None,
+            "agent": None,
+            "reason": reason,
+        }
+        with transaction.atomic():
+            previous = _move(name, (Status.AI_HANDLING, Status.CLOSED), Status.WAITING_AGENT, **changes)
+            created = False
+            if previous is None:
+                # Reading is safe now: the UPDATE above already took SQLite's write lock.
+                existing = _current(name)
+                if existing is not None and existing.status == Status.WAITING_AGENT:
+                    return Outcome(existing)
+                if existing is not None and existing.status == Status.AGENT_HANDLING:
+                    raise Conflict(f"session {name} is with agent {existing.agent_name}: it already has a human")
+                if existing is not None:
+                    continue  # PostgreSQL: closed or reopened since our UPDATE; try again
+                try:
+                    with transaction.atomic():
+                        ChatSession.objects.create(
+                            name=name, status=Status.WAITING_AGENT, created_at=now, escalated_at=now, reason=reason
+                        )
+                except IntegrityError:
+                    continue  # PostgreSQL: another process created it meanwhile; look again
+                created = True
+            session = _locked(name)
+            transfer = {
+                "session_name": name,
+                "status": Status.WAITING_AGENT,
+                "data": {**(data or {}), "reason": reason},
+            }
+            change = _status_change(name, previous or Status.AI_HANDLING, Status.WAITING_AGENT, None)
+            outcome = _announce(session, [("transfer_request", transfer), change], by.source, agent=None)
+            outcome.created = created
+        return outcome
+    raise Conflict(f"session {name} kept changing while it was escalated; try again")
+
+
+def accept(name: str, *, by: Principal) -> Outcome:
+    """An agent takes a waiting session. Of agents accepting at once, exactly one wins."""
+    name = _valid_name(name)
+    agent_pk = _agent_pk(by)
+    _require_sources(by, "agent_joined", "status_change")
+    with transaction.atomic():
+        if _move(name, (Status.WAITING_AGENT,), Status.AGENT_HANDLING, agent_id=agent_pk, accepted_at=timezone.now()):
+            session = _locked(name)
+            joined = {"session_name": name, "status": Status.AGENT_HANDLING, "data": {"agent": by.name}}
+            change = _status_change(name, Status.WAITING_AGENT, Status.AGENT_HANDLING, by.name)
+            return _announce(session, [("agent_joined", joined), change], by.source, agent=by.name)
+        raise _refusal(name, "accept", (Status.WAITING_AGENT,))
+
+
+def send_message(name: str, text: object, *, by: Principal) -> Outcome:
+    """The agent on the session writes to the customer."""
+    name = _valid_name(name)
+    text = _valid_text(text, "text", MAX_MESSAGE_CHARS, allow_empty=False)
+    agent_pk = _agent_pk(by)
+    _require_sources(by, "new_message")
+    with transaction.atomic():
+        # Touch the row under the same condition a leave or close would change, so a message
+        # and a concurrent leave are ordered by the database and a message never follows a leave.
+        touched = ChatSession.objects.filter(name=name, status=Status.AGENT_HANDLING, agent_id=agent_pk).update(
+            version=F("version") + 1
+        )
+        if not touched:
+            raise _refusal(name, "send messages", (Status.AGENT_HANDLING,), agent_pk)
+        session = _locked(name)
+        message = {"session_name": name, "data": {"text": text, "sender": "agent", "agent": by.name}}
+        return _announce(session, [("new_message", message)], by.source, agent=by.name)
+
+
+def leave(name: str, *, by: Principal) -> Outcome:
+    """The agent on the session gives it back to the queue."""
+    return _return_to_queue(name, by, agent_pk=_agent_pk(by))
+
+
+def requeue(name: str, *, by: Principal) -> Outcome:
+    """A supervisor returns a session an agent is handling to the queue (the admin's action).
+
+    The same events as a leave: `agent_left` for the agent who had it, then `status_change`.
+    """
+    if not by.is_supervisor:
+        raise Forbidden("only a supervisor may return another agent's session to the queue")
+    return _return_to_queue(name, by, agent_pk=None)
+
+
+def close(name: str, *, by: Principal) -> Outcome:
+    """End a session.
+
+    The agent on the session may close it while handling it; a supervisor or a service may
+    close any session that is not closed yet (a customer who left the queue, a bot-only chat).
+    """
+    name = _valid_name(name)
+    _require_sources(by, "status_change")
+    if by.is_service or by.is_supervisor:
+        sources: tuple[str, ...] = (Status.AGENT_HANDLING, Status.WAITING_AGENT, Status.AI_HANDLING)
+        agent_pk = None
+    else:
+        sources = (Status.AGENT_HANDLING,)
+        agent_pk = _agent_pk(by)
+    with transaction.atomic():
+        only_mine = {"agent_id": agent_pk} if agent_pk is not None else {}
+        previous = _move(name, sources, Status.CLOSED, closed_at=timezone.now(), filters=only_mine)
+        if previous is None:
+            raise _refusal(name, "close", sources, agent_pk)
+        session = _locked(name)
+        # The agent stays on a closed session as a record of who handled it last.
+        agent = session.agent_name if previous == Status.AGENT_HANDLING else None
+        change = _status_change(name, previous, Status.CLOSED, agent)
+        return _announce(session, [change], by.source, agent=agent)
+
+
+def session_detail(name: str) -> ChatSession:
+    session = _current(_valid_name(name))
+    if session is None:
+        raise NotFound(f"no session {name}")
+    return session
+
+
+def session_history(name: str, *, upto: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    """The latest `limit` events of sse:session:{name} from the bus history, oldest first.
+
+    With `upto` (a cursor), later events are left out: they belong to the stream resumed from
+    that cursor, so a page that loads this snapshot and then resumes sees each event once.
+    An unreachable bus gives an empty list (and a warning): the database is still the record.
+    """
+    try:
+        stored = get_layer().history_sync(session_channel(name), limit)
+    except (redis.RedisError, OSError) as exc:
+        logger.warning("no history for session %s: %s", name, exc)
+        return []
+    last = parse_event_id(upto) if upto is not None else None
+    return [json.loads(event.envelope) for event in stored if last is None or parse_event_id(event.id) <= last]
+
+
+# --- the seed's Redis keys -----------------------------------------------------------
+
+SESSION_KEY = "session:{name}"
+STATUS_KEY = "status:{status}"
+# Every state key lives on the server that holds this key (one server in practice), so the
+# script below can update a session and its status sets in one atomic step.
+STATE_SHARD = "session-state"
+
+# KEYS: session:{name}, then status:{s} for each status. ARGV: JSON, version, status, name.
+# A writer holding an older version than the stored one changes nothing: two processes that
+# write after their commits in the other order cannot leave an old state behind.
+SYNC_SCRIPT = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, stored = pcall(cjson.decode, current)
+  if ok and type(stored) == 'table' and tonumber(stored['version']) and
+     tonumber(stored['version']) > tonumber(ARGV[2]) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+for i = 2, #KEYS do
+  if KEYS[i] == 'status:' .. ARGV[3] then
+    redis.call('SADD', KEYS[i], ARGV[4])
+  else
+    redis.call('SREM', KEYS[i], ARGV[4])
+  end
+end
+return 1
+"""
+
+
+def redis_state(session: ChatSession) -> dict[str, Any]:
+    """What `session:{name}` holds: the session object (minus the clock-dependent
+    `waiting_seconds`) and the row's version."""
+    return {**session.state_json(), "version": session.version}
+
+
+def sync_to_redis(session: ChatSession) -> bool:
+    """Rewrite the seed's keys for `session` when Redis is configured; True if written.
+
+    The database stays the record: a Redis failure is logged, the next change (or
+    `manage.py sync_session_keys`) rewrites the keys.
+    """
+    try:
+        client = redis_client(STATE_SHARD)
+        if client is None:
+            return False
+        keys = [SESSION_KEY.format(name=session.name), *(STATUS_KEY.format(status=s) for s in Status.values)]
+        args: list[str | int] = [
+            json.dumps(redis_state(session), separators=(",", ":")),
+            session.version,
+            session.status,
+            session.name,
+        ]
+        # register_script runs EVALSHA and loads the script only when the server lacks it.
+        return bool(client.register_script(SYNC_SCRIPT)(keys=keys, args=args))
+    except (redis.RedisError, OSError) as exc:
+        logger.error("could not write the Redis keys of session %s: %s", session.name, exc)
+        return False
+
+
+def sync_all_to_redis(sessions: Iterable[ChatSession] | None = None) -> int:
+    """Rewrite the keys of every session (after a Redis restart); returns how many were written."""
+    rows = sessions if sessions is not None else ChatSession.objects.select_related("agent").iterator()
+    return sum(1 for session in rows if sync_to_redis(session))
+
+
+# --- the machinery -------------------------------------------------------------------
+
+
+def _valid_name(name: object) -> str:
+    try:
+        return validate_name(name, "session_name")
+    except InvalidChannel as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+def _valid_text(value: object, what: str, limit: int, *, allow_empty: bool) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} must be a string")
+    if not allow_empty and not value.strip():
+        raise InvalidInput(f"{what} must not be empty")
+    if len(value) > limit:
+        raise InvalidInput(f"{what} is {len(value)} characters; the limit is {limit}")
+    return value
+
+
+def _require_sources(by: Principal, *event_types: str) -> None:
+    """Refuse up front a caller whose events the contract's source table would drop."""
+    for event_type in event_types:
+        try:
+            check_source(event_type, by.source)
+        except InvalidEvent as exc:
+            raise Forbidden(f"{by.name} may not do this: {exc}") from None
+
+
+def _agent_pk(by: Principal) -> int:
+    """The user id of an agent or supervisor; services do not act as agents."""
+    if by.is_service:
+        raise Forbidden("this is done by an agent, not a service")
+    try:
+        validate_name(by.name, "agent_id")
+    except InvalidChannel:
+        raise Forbidden(f"username {by.name[:80]!r} is not a valid agent_id (A-Z a-z 0-9 _ -)") from None
+    pk = get_user_model().objects.filter(username=by.name, is_active=True).values_list("pk", flat=True).first()
+    if pk is None:
+        raise Forbidden(f"no active agent {by.name}")
+    return int(pk)
+
+
+def _move(
+    name: str, sources: tuple[str, ...], target: str, *, filters: dict[str, Any] | None = None, **changes: Any
+) -> str | None:
+    """One conditional UPDATE per allowed source status; returns the status it moved from.
+
+    The first statement of the transaction is a write, for SQLite's sake (see the module doc).
+    """
+    for source in sources:
+        moved = ChatSession.objects.filter(name=name, status=source, **(filters or {})).update(
+            status=target, version=F("version") + 1, **changes
+        )
+        if moved:
+            return source
+    return None
+
+
+def _current(name: str) -> ChatSession | None:
+    return ChatSession.objects.select_related("agent").filter(name=name).first()
+
+
+def _locked(name: str) -> ChatSession:
+    """The row just updated by this transaction (its write lock is already held)."""
+    return ChatSession.objects.select_related("agent").get(name=name)
+
+
+def _refusal(name: str, action: str, allowed: tuple[str, ...], agent_pk: int | None = None) -> SessionError:
+    """Why a conditional UPDATE matched nothing: 404, 409 (wrong state) or 403 (not yours)."""
+    session = _current(name)
+    if session is None:
+        return NotFound(f"no session {name}")
+    if session.status not in allowed:
+        needed = " or ".join(allowed)
+        held = f" (agent {session.agent_name})" if session.status == Status.AGENT_HANDLING else ""
+        return Conflict(f"cannot {action}: session {name} is {session.status}{held}, not {needed}")
+    if agent_pk is not None and session.agent_id != agent_pk:
+        return Forbidden(f"cannot {action}: session {name} is handled by {session.agent_name or 'nobody'}")
+    return Conflict(f"cannot {action}: session {name} changed meanwhile; try again")
+
+
+def _status_change(name: str, previous: str, new: str, agent: str | None) -> tuple[str, dict[str, Any]]:
+    """`data.agent` is the session's agent after the change (None when it has none)."""
+    return "status_change", {"session_name": name, "status": new, "data": {"previous": previous, "agent": agent}}
+
+
+def _return_to_queue(name: str, by: Principal, agent_pk: int | None) -> Outcome:
+    name = _valid_name(name)
+    _require_sources(by, "agent_left", "status_change")
+    with transaction.atomic():
+        only_mine = {"agent_id": agent_pk} if agent_pk is not None else {}
+        # Back in the queue, a session waits from now: waiting_seconds counts the time
+        # nobody is with the customer, not the time an agent was.
+        now = timezone.now()
+        previous = _move(name, (Status.AGENT_HANDLING,), Status.WAITING_AGENT, filters=only_mine, escalated_at=now)
+        if previous is None:
+            raise _refusal(name, "leave", (Status.AGENT_HANDLING,), agent_pk)
+        # The agent is cleared in a second UPDATE, after reading who it was: this transaction
+        # already holds the row, so no other command can come between the two.
+        left = _locked(name).agent_name
+        ChatSession.objects.filter(name=name).update(agent=None, accepted_at=None)
+        session = _locked(name)
+        events = [
+            ("agent_left", {"session_name": name, "status": Status.WAITING_AGENT, "data": {"agent": left}}),
+            _status_change(name, Status.AGENT_HANDLING, Status.WAITING_AGENT, None),
+        ]
+        return _announce(session, events, by.source, agent=left)
+
+
+def _announce(
+    session: ChatSession, events: list[tuple[str, dict[str, Any]]], source: str, *, agent: str | None
+) -> Outcome:
+    """Queue each event for the session channel, sse:broadcast and the agent's channel.
+
+    Must run inside the command's transaction: nothing goes out unless it commits. After the
+    commit (and the events) the session's last event id is recorded and Redis rewritten.
+    """
+    channels = [session_channel(session.name), BROADCAST]
+    if agent is not None:
+        channels.append(agent_channel(agent))
+    outcome = Outcome(session)
+    for event_type, payload in events:
+        for channel in channels:
+            outcome.events.append(publish_on_commit(channel, event_type, payload, source=source))
+    # robust: the change is committed whatever happens here; a failure is logged, not a 500.
+    transaction.on_commit(lambda: _after_commit(outcome), robust=True)
+    return outcome
+
+
+def _after_commit(outcome: Outcome) -> None:
+    name = outcome.session.name
+    own = session_channel(name)
+    published = [event.id for event in outcome.events if event.draft.channel == own and event.id is not None]
+    if published:
+        record_last_event(name, published[-1])
+    session = _current(name)
+    if session is not None:
+        sync_to_redis(session)
+        outcome.session = session
+
+
+def event_key(event_id: str) -> str:
+    """An id as a fixed-width string that sorts like the id, for comparison in SQL."""
+    ms, seq = parse_event_id(event_id)
+    return f"{ms:020d}{seq:020d}"
+
+
+def record_last_event(name: str, event_id: str) -> bool:
+    """Set the session's last_event_id, unless a later id is already recorded."""
+    key = event_key(event_id)
+    return bool(
+        ChatSession.objects.filter(Q(name=name) & Q(last_event_key__lt=key)).update(
+            last_event_id=event_id, last_event_key=key, version=F("version") + 1
+        )
+    )
