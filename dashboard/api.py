@@ -1,0 +1,173 @@
+"""JSON endpoints of the sessions (CONTRACT.md section 4, Commands; docs/sessions.md).
+
+Thin: each view checks the body's shape, calls one function of `dashboard.services` and
+turns its outcome or refusal into JSON. Authentication, CSRF and the error shape come from
+`realtime.api`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from django.http import HttpRequest, HttpResponse
+
+from dashboard import services
+from dashboard.models import ChatSession, Status
+from realtime.api import api, json_body, ok
+from realtime.auth import Principal
+from realtime.bus import BusUnavailable, get_layer
+from realtime.channels import InvalidChannel, validate_name
+from realtime.errors import ApiError
+
+logger = logging.getLogger(__name__)
+
+# Enough for any queue a team works through, small enough to answer in milliseconds.
+MAX_LIST = 1000
+# The snapshot of one session carries this many of its latest events (the admin shows as many).
+DETAIL_EVENTS = 200
+
+
+def _humans(principal: Principal) -> bool:
+    return not principal.is_service
+
+
+def refusals(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Turn a service's refusal into the contract's error."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, principal: Principal, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, principal, **kwargs)
+        except services.SessionError as exc:
+            raise ApiError(exc.status, str(exc), exc.code) from None
+
+    return wrapper
+
+
+def fields(request: HttpRequest, spec: dict[str, type], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The JSON body, checked against `spec` (field -> type).
+
+    Unknown fields are refused rather than ignored: a typo (`"reson"`) or a field a client
+    thinks it may set (`"source"`, `"agent"`) should fail loudly, not be dropped silently.
+    """
+    body = json_body(request)
+    unknown = sorted(set(body) - set(spec))
+    if unknown:
+        known = ", ".join(spec) or "none"
+        raise ApiError(400, f"unknown field(s): {', '.join(unknown)} (accepted: {known})", "unknown_field")
+    for name in required:
+        if name not in body:
+            raise ApiError(400, f"missing field {name!r}", "invalid_input")
+    for name, kind in spec.items():
+        if name in body and not isinstance(body[name], kind):
+            raise ApiError(400, f"{name} must be a {_type_name(kind)}", "invalid_input")
+    return body
+
+
+def _type_name(kind: type) -> str:
+    names: dict[type, str] = {str: "string", dict: "JSON object"}
+    return names.get(kind, kind.__name__)
+
+
+def _answer(outcome: services.Outcome, status: int = 200) -> HttpResponse:
+    return ok({"session": outcome.session.to_json(), "event_ids": outcome.event_ids}, status)
+
+
+def _cursor() -> str | None:
+    """The bus's current id, taken before a snapshot; None (and a warning) if the bus is down."""
+    try:
+        return get_layer().cursor_sync()
+    except (redis.RedisError, OSError, BusUnavailable) as exc:
+        logger.warning("no bus cursor for a snapshot: %s", exc)
+        return None
+
+
+# --- commands ------------------------------------------------------------------------
+
+
+@api(("POST",), who=lambda p: p.is_service)
+@refusals
+def escalate(request: HttpRequest, principal: Principal) -> HttpResponse:
+    body = fields(request, {"session_name": str, "reason": str, "data": dict}, required=("session_name",))
+    outcome = services.escalate(
+        body["session_name"], by=principal, reason=body.get("reason", ""), data=body.get("data")
+    )
+    return _answer(outcome, 201 if outcome.created else 200)
+
+
+@api(("POST",), who=_humans)
+@refusals
+def accept(request: HttpRequest, principal: Principal, name: str) -> HttpResponse:
+    fields(request, {})
+    return _answer(services.accept(name, by=principal))
+
+
+@api(("POST",), who=_humans)
+@refusals
+def messages(request: HttpRequest, principal: Principal, name: str) -> HttpResponse:
+    body = fields(request, {"text": str}, required=("text",))
+    return _answer(services.send_message(name, body["text"], by=principal))
+
+
+@api(("POST",), who=_humans)
+@refusals
+def leave(request: HttpRequest, principal: Principal, name: str) -> HttpResponse:
+    fields(request, {})
+    return _answer(services.leave(name, by=principal))
+
+
+@api(("POST",))
+@refusals
+def close(request: HttpRequest, principal: Principal, name: str) -> HttpResponse:
+    fields(request, {})
+    return _answer(services.close(name, by=principal))
+
+
+# --- snapshots -----------------------------------------------------------------------
+
+
+@api(("GET",))
+def session_list(request: HttpRequest, principal: Principal) -> HttpResponse:
+    """GET /api/sessions[?status=][&agent=][&limit=]: the snapshot a page resumes from."""
+    status = request.GET.get("status") or None
+    if status is not None and status not in Status.values:
+        raise ApiError(400, f"status must be one of {', '.join(Status.values)}", "invalid_input")
+    agent = request.GET.get("agent") or None
+    limit = _limit(request.GET.get("limit"))
+    cursor = _cursor()  # before the query: resuming from it repeats, never misses
+    queryset = ChatSession.objects.all()
+    if agent is not None:
+        try:
+            validate_name(agent, "agent")
+        except InvalidChannel as exc:
+            raise ApiError(400, str(exc), "invalid_input") from None
+        queryset = queryset.filter(agent__username=agent)
+    sessions = queryset.ordered_for(status)[:limit]
+    return ok({"sessions": [s.to_json() for s in sessions], "last_event_id": cursor})
+
+
+def _limit(value: str | None) -> int:
+    if value is None or value == "":
+        return MAX_LIST
+    if not value.isdigit() or not 1 <= int(value) <= MAX_LIST:
+        raise ApiError(400, f"limit must be a whole number from 1 to {MAX_LIST}", "invalid_input")
+    return int(value)
+
+
+@api(("GET",))
+@refusals
+def session_detail(request: HttpRequest, principal: Principal, name: str) -> HttpResponse:
+    """GET /api/sessions/{name}: the session, its recent events and a cursor to resume from."""
+    cursor = _cursor()
+    session = services.session_detail(name)
+    return ok(
+        {
+            "session": session.to_json(),
+            "events": services.session_history(name, upto=cursor, limit=DETAIL_EVENTS),
+            "last_event_id": cursor,
+        }
+    )
