@@ -51,3 +51,14 @@ def daphne_pair(redis_env: dict[str, str], tmp_path_factory: pytest.TempPathFact
     yield a, b
     a.stop()
     b.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the browser tests last.
+
+    Playwright's sync API keeps its event loop marked as running in the main thread for as
+    long as the session-scoped browser lives; after that, `asyncio.run` and `async_to_sync`
+    (the consumer tests) refuse to start. Their relative order is kept.
+    """
+    browser_dir = Path(__file__).parent / "browser"
+    items.sort(key=lambda item: browser_dir in Path(str(item.path)).parents)
