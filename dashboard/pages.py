@@ -1,1 +1,135 @@
-"""HTML pages: the agent workbench and the supervisor dashboard."""
+"""HTML pages: the agent workbench, the supervisor dashboard and one session's page.
+
+The pages are thin shells: each renders its configuration, then its JavaScript loads a
+snapshot from the JSON API and keeps it current over one SSE stream (static/js/live.js).
+`feed` is the dashboard's own snapshot: recent broadcast events and totals by status.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import NoReverseMatch, reverse
+from django.views.decorators.csrf import ensure_csrf_cookie
+
+from realtime.api import api, ok
+from realtime.auth import Principal
+from realtime.bus import get_layer
+from realtime.channels import BROADCAST, InvalidChannel, validate_name
+
+logger = logging.getLogger(__name__)
+
+# Enough recent events to fill the dashboard's feed on load; older ones are in the admin.
+FEED_SIZE = 100
+
+View = Callable[..., HttpResponse]
+
+
+def _config(request: HttpRequest, **extra: Any) -> dict[str, Any]:
+    """What every page's JavaScript needs to know (rendered with json_script)."""
+    return {
+        "me": request.user.get_username(),
+        "is_supervisor": bool(request.user.is_staff),
+        "sla_seconds": settings.QUEUE_SLA_SECONDS,
+        "urls": {
+            "login": settings.LOGIN_URL,
+            # A cheap authenticated GET: tells a page whose stream failed whether it must sign in again.
+            "probe": "/api/presence",
+            "feed": reverse("dashboard_feed"),
+            "session_page": reverse("session_page", args=["__name__"]),
+        },
+        **extra,
+    }
+
+
+def staff_page(view: View) -> View:
+    """Signed-in staff only; a signed-in agent gets a page that says so (403), not a login loop."""
+
+    @login_required
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_staff:
+            return render(request, "dashboard/forbidden.html", status=403)
+        return view(request, *args, **kwargs)
+
+    wrapper.__name__ = view.__name__
+    wrapper.__doc__ = view.__doc__
+    return wrapper
+
+
+@login_required
+@ensure_csrf_cookie
+def workbench(request: HttpRequest) -> HttpResponse:
+    """The queue, the agent's own sessions and one open session (static/js/workbench.js)."""
+    return render(request, "dashboard/workbench.html", {"nav": "workbench", "page": _config(request)})
+
+
+@staff_page
+@ensure_csrf_cookie
+def supervisor_dashboard(request: HttpRequest) -> HttpResponse:
+    """Totals, open sessions, agents online and the live event feed (static/js/dashboard.js)."""
+    return render(request, "dashboard/supervisor.html", {"nav": "dashboard", "page": _config(request)})
+
+
+@login_required
+@ensure_csrf_cookie
+def session_page(request: HttpRequest, name: str) -> HttpResponse:
+    """One session's live transcript; supervisors may close it from here."""
+    from dashboard.models import ChatSession
+
+    try:
+        validate_name(name)
+    except InvalidChannel:
+        raise Http404("no such session") from None
+    pk = ChatSession.objects.filter(name=name).values_list("pk", flat=True).first()
+    if pk is None:
+        raise Http404("no such session")
+    admin_url = None
+    if request.user.is_staff:
+        try:
+            admin_url = reverse("admin:dashboard_chatsession_change", args=[pk])
+        except NoReverseMatch:
+            admin_url = None
+    context = {
+        "nav": "dashboard" if request.user.is_staff else "workbench",
+        "session_name": name,
+        "admin_url": admin_url,
+        "page": _config(request, session_name=name),
+    }
+    return render(request, "dashboard/session.html", context)
+
+
+def status_counts() -> dict[str, int]:
+    """Sessions per status, every status present (zero when none)."""
+    from dashboard.models import ChatSession
+
+    counts = dict.fromkeys(("ai_handling", "waiting_agent", "agent_handling", "closed"), 0)
+    for row in ChatSession.objects.values("status").annotate(n=Count("pk")):
+        counts[row["status"]] = row["n"]
+    return counts
+
+
+@api(("GET",), who=lambda p: p.is_supervisor)
+def feed(request: HttpRequest, principal: Principal) -> HttpResponse:
+    """The dashboard's snapshot: recent broadcast events (oldest first), totals, and the cursor.
+
+    The cursor is taken before anything is read, so resuming the stream from it misses
+    nothing; an event that is both in the snapshot and resumed has one id and is shown once.
+    """
+    layer = get_layer()
+    cursor = layer.cursor_sync()
+    events = [json.loads(stored.envelope) for stored in layer.history_sync(BROADCAST, FEED_SIZE)]
+    return ok(
+        {
+            "events": events,
+            "counts": status_counts(),
+            "last_event_id": cursor,
+        }
+    )

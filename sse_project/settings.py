@@ -119,6 +119,15 @@ if SSE_USE_REDIS:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "realtime.layers.MemorySSEChannelLayer"}}
 
+# --- The pages and the demo -----------------------------------------------------------
+
+# A customer waiting longer than this (seconds) is shown in the warning colour: a minute is
+# about as long as people wait in a chat before they give up.
+QUEUE_SLA_SECONDS = envint("QUEUE_SLA_SECONDS", 60, minimum=1, maximum=86_400)
+# `make run` sets this: play the ai_chatbot inside the server process (in-memory layer only;
+# with Redis run `manage.py simulate_chatbot` as its own process). See docs/ui.md.
+SIMULATE_CHATBOT = envbool("SIMULATE_CHATBOT", False)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

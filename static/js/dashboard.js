@@ -1,0 +1,246 @@
+/* The supervisor dashboard: totals, open sessions, agents online and the live event feed. */
+(function () {
+  "use strict";
+
+  const { el, $, config } = Live;
+  const SLA_MS = config.sla_seconds * 1000;
+  const FEED_MAX = 200;
+  const FEED_TYPES = ["transfer_request", "status_change", "agent_joined", "agent_left", "new_message"];
+  const TYPE_LABELS = {
+    transfer_request: "escalation", status_change: "status", agent_joined: "joined",
+    agent_left: "left", new_message: "message",
+  };
+  // Presence has no events of its own (a stream opening is not an event): ask every few seconds.
+  const PRESENCE_POLL_MS = config.presence_poll_ms || 5000;
+
+  const state = {
+    sessions: new Map(), // name -> {name, status, agent, reason, since}
+    closed: 0,
+    feed: [], // newest first
+    agents: [],
+    shown: new Set(loadFilter()),
+  };
+
+  function loadFilter() {
+    try {
+      const saved = JSON.parse(localStorage.getItem("dashboard.feedTypes"));
+      if (Array.isArray(saved)) return saved.filter((t) => FEED_TYPES.includes(t));
+    } catch (err) { /* fall through */ }
+    // Chat messages are many and mostly routine: off until the supervisor asks for them.
+    return FEED_TYPES.filter((t) => t !== "new_message");
+  }
+
+  const sessionLink = (name) =>
+    el("a", { href: config.urls.session_page.replace("__name__", encodeURIComponent(name)) }, name);
+
+  // --- sessions and totals -------------------------------------------------------------------
+
+  function fromSession(session) {
+    return {
+      name: session.name, status: session.status, agent: session.agent, reason: session.reason,
+      since: session.status === "waiting_agent" ? Live.waitingSince(session)
+        : Date.parse(session.accepted_at || session.escalated_at || session.created_at),
+    };
+  }
+
+  function upsert(name, changes) {
+    const row = state.sessions.get(name) || { name, status: "ai_handling", agent: null, reason: "", since: Date.now() };
+    Object.assign(row, changes);
+    state.sessions.set(name, row);
+  }
+
+  const ORDER = { waiting_agent: 0, agent_handling: 1, ai_handling: 2 };
+
+  function renderSessions() {
+    const rows = [...state.sessions.values()].sort((a, b) =>
+      (ORDER[a.status] ?? 3) - (ORDER[b.status] ?? 3) ||
+      (a.status === "waiting_agent" ? a.since - b.since : b.since - a.since));
+    $("sessions").replaceChildren(...rows.map((row) => {
+      const badge = el("span", {});
+      Live.statusBadge(badge, row.status);
+      const when = row.status === "waiting_agent"
+        ? el("span", { class: "timer num", dataset: { since: String(row.since) } }, "0:00")
+        : el("span", { class: "num" }, "since ", Live.time(row.since));
+      return el("tr", { dataset: { name: row.name } },
+        el("td", { class: "name" }, sessionLink(row.name)),
+        el("td", {}, badge),
+        el("td", {}, row.agent || "–"),
+        el("td", { class: "opt" }, row.reason || "–"),
+        el("td", { class: "when" }, when));
+    }));
+    $("sessions-count").textContent = String(rows.length);
+    $("sessions-table").hidden = rows.length === 0;
+    $("sessions-empty").hidden = rows.length > 0;
+    renderTotals();
+  }
+
+  function renderTotals() {
+    const count = (status) => [...state.sessions.values()].filter((s) => s.status === status).length;
+    $("stat-waiting").textContent = String(count("waiting_agent"));
+    $("stat-agent").textContent = String(count("agent_handling"));
+    $("stat-ai").textContent = String(count("ai_handling"));
+    $("stat-closed").textContent = String(state.closed);
+    tick();
+  }
+
+  function tick() {
+    const now = Date.now();
+    const waiting = [...state.sessions.values()].filter((s) => s.status === "waiting_agent");
+    const longest = waiting.length ? now - Math.min(...waiting.map((s) => s.since)) : null;
+    $("stat-longest").textContent = longest === null ? "–" : Live.duration(longest / 1000);
+    $("stat-wait-card").classList.toggle("late", longest !== null && longest > SLA_MS);
+    for (const timer of document.querySelectorAll("#sessions .timer")) {
+      const waited = now - Number(timer.dataset.since);
+      timer.textContent = Live.duration(waited / 1000);
+      timer.classList.toggle("late", waited > SLA_MS);
+    }
+  }
+
+  // --- agents online ---------------------------------------------------------------------------
+
+  function renderAgents() {
+    const handling = new Map();
+    for (const s of state.sessions.values()) {
+      if (s.status === "agent_handling" && s.agent) handling.set(s.agent, (handling.get(s.agent) || 0) + 1);
+    }
+    $("agents").replaceChildren(...state.agents.map((row) => {
+      const n = handling.get(row.agent) || 0;
+      return el("li", { dataset: { agent: row.agent } },
+        el("span", { class: "avatar", "aria-hidden": "true" }, row.agent.slice(0, 2).toUpperCase()),
+        el("span", { class: "name" }, row.agent),
+        el("span", { class: "meta" }, n === 1 ? "1 session" : n + " sessions", el("br"),
+          "online since ", Live.time(Date.parse(row.since))));
+    }));
+    $("agents-count").textContent = String(state.agents.length);
+    $("stat-online").textContent = String(state.agents.length);
+    $("agents-empty").hidden = state.agents.length > 0;
+  }
+
+  async function pollPresence() {
+    try {
+      const body = await Live.get("/api/presence");
+      state.agents = body.agents.slice().sort((a, b) => a.agent.localeCompare(b.agent));
+      renderAgents();
+    } catch (err) {
+      console.warn("presence unavailable", err);
+    }
+  }
+
+  // --- the feed ----------------------------------------------------------------------------------
+
+  function describe(event) {
+    const p = event.payload || {};
+    const d = p.data || {};
+    const name = p.session_name;
+    const link = name ? sessionLink(name) : "–";
+    switch (event.type) {
+      case "transfer_request":
+        return [link, " asked for an agent", d.reason ? ": " + d.reason : ""];
+      case "status_change":
+        return [link, " ", Live.STATUS_LABELS[d.previous] || d.previous || "new", " → ",
+          Live.STATUS_LABELS[p.status] || p.status, d.agent ? " (" + d.agent + ")" : ""];
+      case "agent_joined":
+        return [d.agent || "an agent", " joined ", link];
+      case "agent_left":
+        return [d.agent || "the agent", " left ", link];
+      case "new_message": {
+        const text = String(d.text ?? "");
+        return [link, " · ", d.sender === "agent" ? d.agent || "agent" : d.sender || "customer", ": ",
+          text.length > 90 ? text.slice(0, 90) + "…" : text];
+      }
+      default:
+        return [event.type];
+    }
+  }
+
+  function feedItem(event) {
+    return el("li", { dataset: { type: event.type, id: event.id || "" } },
+      Live.time(Live.toLocalMs(event.timestamp * 1000), true),
+      el("span", { class: "type type-" + event.type }, TYPE_LABELS[event.type] || event.type),
+      el("span", { class: "text" }, describe(event)));
+  }
+
+  function renderFeed() {
+    const visible = state.feed.filter((e) => state.shown.has(e.type));
+    $("feed").replaceChildren(...visible.map(feedItem));
+    $("feed-empty").hidden = visible.length > 0;
+  }
+
+  function feedAdd(event) {
+    if (!FEED_TYPES.includes(event.type)) return;
+    state.feed.unshift(event);
+    if (state.feed.length > FEED_MAX) state.feed.length = FEED_MAX;
+    if (state.shown.has(event.type)) {
+      $("feed").prepend(feedItem(event));
+      const items = $("feed").children;
+      if (items.length > FEED_MAX) items[items.length - 1].remove();
+      $("feed-empty").hidden = true;
+    }
+  }
+
+  function renderFilters() {
+    $("filters").replaceChildren(...FEED_TYPES.map((type) => el("button", {
+      class: "chip", type: "button", "aria-pressed": String(state.shown.has(type)), dataset: { type },
+      onclick: () => {
+        if (state.shown.has(type)) state.shown.delete(type);
+        else state.shown.add(type);
+        localStorage.setItem("dashboard.feedTypes", JSON.stringify([...state.shown]));
+        renderFilters();
+        renderFeed();
+      },
+    }, TYPE_LABELS[type])));
+  }
+
+  // --- events -----------------------------------------------------------------------------------------
+
+  function onEvent(event) {
+    feedAdd(event);
+    const p = event.payload || {};
+    const d = p.data || {};
+    const name = p.session_name;
+    if (!name) return;
+    const at = Live.toLocalMs(event.timestamp * 1000);
+    switch (event.type) {
+      case "transfer_request":
+        upsert(name, { status: "waiting_agent", agent: null, reason: d.reason || "", since: at });
+        break;
+      case "status_change":
+        if (p.status === "closed") {
+          // Counted only when it was open here: a close the snapshot already counted is not.
+          if (state.sessions.delete(name)) state.closed += 1;
+        } else if (state.sessions.get(name)?.status !== p.status) {
+          upsert(name, { status: p.status, agent: d.agent ?? null, since: at });
+        }
+        break;
+      case "agent_joined":
+        if (state.sessions.get(name)?.status !== "agent_handling") upsert(name, { status: "agent_handling", agent: d.agent, since: at });
+        break;
+      case "agent_left":
+        if (state.sessions.get(name)?.status !== "waiting_agent") upsert(name, { status: "waiting_agent", agent: null, since: at });
+        break;
+      default:
+        return;
+    }
+    renderSessions();
+    renderAgents();
+  }
+
+  async function snapshot() {
+    const [feed, sessions] = await Promise.all([Live.get(config.urls.feed), Live.get("/api/sessions")]);
+    state.sessions.clear();
+    for (const session of sessions.sessions) {
+      if (session.status !== "closed") state.sessions.set(session.name, fromSession(session));
+    }
+    state.closed = feed.counts.closed || 0;
+    state.feed = feed.events.filter((e) => FEED_TYPES.includes(e.type)).reverse().slice(0, FEED_MAX);
+    renderSessions();
+    renderFeed();
+    pollPresence();
+    return Live.minId(feed.last_event_id, sessions.last_event_id);
+  }
+
+  renderFilters();
+  new Live.LiveStream({ channels: () => ["sse:broadcast"], snapshot, onEvent, stateNode: $("conn") }).start();
+  setInterval(tick, 1000);
+  setInterval(pollPresence, PRESENCE_POLL_MS);
+})();

@@ -1,0 +1,76 @@
+/* One session's page: its facts and live transcript; supervisors may close it. */
+(function () {
+  "use strict";
+
+  const { el, $, config } = Live;
+  const name = config.session_name;
+  const transcript = new Live.Transcript($("transcript"), config.me);
+  let session = null;
+
+  function renderFacts() {
+    Live.statusBadge($("pane-status"), session.status);
+    const fact = (label, value) => (value ? el("span", {}, label + " ", el("b", {}, value)) : null);
+    const at = (iso) => (iso ? Live.time(Date.parse(iso)) : null);
+    $("facts").replaceChildren(...[
+      fact("Reason:", session.reason),
+      fact("Agent:", session.agent),
+      session.escalated_at ? el("span", {}, "Escalated ", at(session.escalated_at)) : null,
+      session.accepted_at ? el("span", {}, "Accepted ", at(session.accepted_at)) : null,
+      session.closed_at ? el("span", {}, "Closed ", at(session.closed_at)) : null,
+    ].filter(Boolean));
+    const close = $("pane-close");
+    if (close) close.hidden = session.status === "closed";
+  }
+
+  async function snapshot() {
+    const detail = await Live.get(Live.sessionUrl(name));
+    session = detail.session;
+    transcript.clear();
+    for (const event of detail.events) transcript.add(event);
+    $("transcript").scrollTop = $("transcript").scrollHeight;
+    renderFacts();
+    return detail.last_event_id;
+  }
+
+  function onEvent(event) {
+    transcript.add(event);
+    const p = event.payload || {};
+    const d = p.data || {};
+    if (!session) return;
+    const now = new Date(Live.toLocalMs(event.timestamp * 1000)).toISOString();
+    if (event.type === "status_change" && p.status) {
+      session.status = p.status;
+      if (p.status === "closed") session.closed_at = now;
+      if (p.status === "waiting_agent") session.escalated_at = now;
+      if ("agent" in d) session.agent = d.agent;
+    } else if (event.type === "agent_joined") {
+      Object.assign(session, { status: "agent_handling", agent: d.agent, accepted_at: now });
+    } else if (event.type === "agent_left") {
+      Object.assign(session, { status: "waiting_agent", agent: null });
+    } else if (event.type === "transfer_request" && d.reason) {
+      session.reason = d.reason;
+    } else {
+      return;
+    }
+    renderFacts();
+  }
+
+  const close = $("pane-close");
+  if (close) {
+    close.addEventListener("click", async () => {
+      close.disabled = true;
+      try {
+        const result = await Live.post(Live.sessionUrl(name, "close"));
+        session = result.session;
+        renderFacts();
+        Live.toast(name + " is closed");
+      } catch (err) {
+        Live.toast("Could not close " + name + ": " + err.message, "error");
+      } finally {
+        close.disabled = false;
+      }
+    });
+  }
+
+  new Live.LiveStream({ channels: () => ["sse:session:" + name], snapshot, onEvent, stateNode: $("conn") }).start();
+})();

@@ -1,0 +1,383 @@
+/* The agent workbench: the waiting queue, my sessions, and one open session with a composer.
+ *
+ * State lives in three maps rebuilt from the snapshot and kept current by events. Handlers
+ * are idempotent (the same change may arrive on sse:broadcast and on sse:agent:{me}).
+ */
+(function () {
+  "use strict";
+
+  const { el, $, config } = Live;
+  const me = config.me;
+  const SLA_MS = config.sla_seconds * 1000;
+
+  const state = {
+    queue: new Map(), // name -> {name, reason, since}
+    mine: new Map(), // name -> session object
+    unread: new Map(), // name -> count of customer messages not yet seen
+    open: null, // name of the session in the pane
+    openSession: null, // its session object (status, agent, ...)
+  };
+
+  const transcript = new Live.Transcript($("transcript"), me);
+
+  // --- rendering ----------------------------------------------------------------------
+
+  function sortedQueue() {
+    return [...state.queue.values()].sort((a, b) => a.since - b.since || (a.name < b.name ? -1 : 1));
+  }
+
+  function renderQueue() {
+    const list = $("queue");
+    const rows = sortedQueue().map((item) => {
+      const existing = list.querySelector(`li[data-name="${CSS.escape(item.name)}"]`);
+      return existing || queueRow(item);
+    });
+    list.replaceChildren(...rows);
+    for (const row of rows) row.classList.toggle("is-open", row.dataset.name === state.open);
+    $("queue-count").textContent = String(rows.length);
+    $("queue-empty").hidden = rows.length > 0;
+    tickTimers();
+  }
+
+  function queueRow(item) {
+    const acceptButton = el("button", {
+      class: "btn btn-primary btn-small", type: "button", "aria-label": "Accept " + item.name,
+      onclick: (e) => accept(item.name, e.currentTarget),
+    }, "Accept");
+    return el("li", { class: "row" + (item.fresh ? " row-new" : ""), dataset: { name: item.name, since: String(item.since) } },
+      el("button", { class: "row-title btn-link", type: "button", title: "Read the conversation", onclick: () => openSession(item.name) }, item.name),
+      el("div", { class: "row-meta" }, item.reason || "Asked for an agent"),
+      el("div", { class: "row-side" },
+        el("span", { class: "timer", role: "timer", "aria-label": "waiting time" }, "0:00"),
+        acceptButton));
+  }
+
+  function renderMine() {
+    const list = $("mine");
+    const sessions = [...state.mine.values()].sort((a, b) => (a.accepted_at || "").localeCompare(b.accepted_at || ""));
+    list.replaceChildren(...sessions.map((session) => {
+      const unread = state.unread.get(session.name) || 0;
+      return el("li", { class: "row" + (session.name === state.open ? " is-open" : ""), dataset: { name: session.name } },
+        el("button", { class: "row-title btn-link", type: "button", onclick: () => openSession(session.name) }, session.name),
+        el("div", { class: "row-meta" }, session.reason || "In conversation"),
+        el("div", { class: "row-side" },
+          unread ? el("span", { class: "unread", "aria-label": unread + " new messages" }, String(unread)) : null));
+    }));
+    $("mine-count").textContent = String(sessions.length);
+    $("mine-empty").hidden = sessions.length > 0;
+  }
+
+  function tickTimers() {
+    const now = Date.now();
+    for (const row of $("queue").children) {
+      const waited = now - Number(row.dataset.since);
+      const timer = row.querySelector(".timer");
+      timer.textContent = Live.duration(waited / 1000);
+      timer.classList.toggle("late", waited > SLA_MS);
+      timer.title = waited > SLA_MS ? "Waiting longer than " + config.sla_seconds + " s" : "Waiting time";
+    }
+    if (state.openSession && state.openSession.status === "waiting_agent") renderPaneHead();
+  }
+
+  function renderPane() {
+    const open = state.open !== null;
+    $("pane-empty").hidden = open;
+    $("pane-head").hidden = !open;
+    $("transcript").hidden = !open;
+    if (!open) {
+      $("composer").hidden = $("composer-note").hidden = $("composer-hint").hidden = true;
+      return;
+    }
+    renderPaneHead();
+    const session = state.openSession;
+    const mineNow = session && session.status === "agent_handling" && session.agent === me;
+    $("composer").hidden = !mineNow;
+    $("composer-hint").hidden = !mineNow;
+    $("composer-note").hidden = mineNow;
+    if (!mineNow) {
+      $("composer-note").textContent = !session ? "Loading…" :
+        session.status === "waiting_agent" ? "Accept this session to reply to the customer." :
+        session.status === "closed" ? "This session is closed." :
+        session.status === "agent_handling" ? (session.agent || "Another agent") + " is handling this session." :
+        "The bot is handling this session.";
+    }
+  }
+
+  function renderPaneHead() {
+    const session = state.openSession;
+    $("pane-title").textContent = state.open;
+    if (!session) return;
+    Live.statusBadge($("pane-status"), session.status);
+    const sub = $("pane-sub");
+    if (session.status === "waiting_agent") {
+      const item = state.queue.get(session.name);
+      const since = item ? item.since : Live.waitingSince(session);
+      sub.textContent = (session.reason || "Asked for an agent") + " · waiting " + Live.duration((Date.now() - since) / 1000);
+    } else if (session.status === "agent_handling") {
+      sub.textContent = (session.reason ? session.reason + " · " : "") + (session.agent === me ? "with you" : "with " + session.agent);
+    } else {
+      sub.textContent = session.reason || "";
+    }
+    const mineNow = session.status === "agent_handling" && session.agent === me;
+    $("pane-accept").hidden = session.status !== "waiting_agent";
+    $("pane-leave").hidden = !mineNow;
+    $("pane-close").hidden = !mineNow;
+  }
+
+  // --- state changes ---------------------------------------------------------------------
+
+  function queueAdd(name, reason, since, fresh) {
+    const existing = state.queue.get(name);
+    if (existing) {
+      if (reason && !existing.reason) existing.reason = reason;
+      return;
+    }
+    state.queue.set(name, { name, reason: reason || "", since, fresh });
+    renderQueue();
+  }
+
+  function queueRemove(name) {
+    if (state.queue.delete(name)) renderQueue();
+  }
+
+  /** A session's status (and agent) changed; keep queue, my sessions and the pane in step. */
+  function applyStatus(name, status, agent, event) {
+    if (status === "waiting_agent") {
+      queueAdd(name, null, event ? Live.toLocalMs(event.timestamp * 1000) : Date.now(), true);
+    } else {
+      queueRemove(name);
+    }
+    if (status === "agent_handling" && agent === me) {
+      if (!state.mine.has(name)) {
+        state.mine.set(name, { name, status, agent, reason: reasonOf(name), accepted_at: new Date().toISOString() });
+        renderMine();
+      }
+    } else if (state.mine.delete(name)) {
+      state.unread.delete(name);
+      renderMine();
+    }
+    if (state.open === name && state.openSession) {
+      state.openSession.status = status;
+      state.openSession.agent = status === "agent_handling" ? agent : null;
+      renderPane();
+    }
+  }
+
+  function reasonOf(name) {
+    const item = state.queue.get(name);
+    if (item) return item.reason;
+    if (state.openSession && state.openSession.name === name) return state.openSession.reason;
+    return "";
+  }
+
+  function onEvent(event) {
+    const payload = event.payload || {};
+    const data = payload.data || {};
+    const name = payload.session_name;
+    if (state.open && event.channel === "sse:session:" + state.open) transcript.add(event);
+    if (!name) return;
+    switch (event.type) {
+      case "transfer_request":
+        queueAdd(name, data.reason, Live.toLocalMs(event.timestamp * 1000), true);
+        if (state.open === name && state.openSession && data.reason) state.openSession.reason = data.reason;
+        break;
+      case "status_change":
+        applyStatus(name, payload.status, data.agent ?? null, event);
+        break;
+      case "agent_joined":
+        applyStatus(name, "agent_handling", data.agent, event);
+        break;
+      case "agent_left":
+        applyStatus(name, payload.status || "waiting_agent", null, event);
+        break;
+      case "new_message":
+        if (name !== state.open && state.mine.has(name) && data.sender !== "agent" && event.channel !== "sse:broadcast") {
+          state.unread.set(name, (state.unread.get(name) || 0) + 1);
+          renderMine();
+        }
+        break;
+    }
+  }
+
+  // --- snapshot and stream ------------------------------------------------------------------
+
+  async function snapshot() {
+    const [queue, mine] = await Promise.all([
+      Live.get("/api/sessions?status=waiting_agent"),
+      Live.get("/api/sessions?status=agent_handling&agent=" + encodeURIComponent(me)),
+    ]);
+    state.queue.clear();
+    $("queue").replaceChildren();
+    for (const session of queue.sessions) {
+      state.queue.set(session.name, { name: session.name, reason: session.reason, since: Live.waitingSince(session) });
+    }
+    state.mine.clear();
+    for (const session of mine.sessions) if (session.agent === me) state.mine.set(session.name, session);
+    renderQueue();
+    renderMine();
+    if (state.open) {
+      try {
+        await loadSession(state.open);
+      } catch (err) {
+        if (err.status !== 404 && err.status !== 400) throw err;
+        state.open = state.openSession = null; // a stale link: show the empty pane
+        history.replaceState(null, "", location.pathname);
+        renderPane();
+      }
+    }
+    // Both cursors were taken before their queries; resuming from the earlier loses nothing.
+    return Live.minId(queue.last_event_id, mine.last_event_id);
+  }
+
+  const stream = new Live.LiveStream({
+    channels: () => ["sse:broadcast", "sse:agent:" + me].concat(state.open ? ["sse:session:" + state.open] : []),
+    snapshot,
+    onEvent,
+    stateNode: $("conn"),
+  });
+
+  async function loadSession(name) {
+    const detail = await Live.get(Live.sessionUrl(name));
+    if (state.open !== name) return;
+    state.openSession = detail.session;
+    transcript.clear();
+    for (const event of detail.events) transcript.add(event);
+    $("transcript").scrollTop = $("transcript").scrollHeight;
+    if (detail.session.status === "waiting_agent") {
+      queueAdd(name, detail.session.reason, Live.waitingSince(detail.session), false);
+    }
+    renderPane();
+  }
+
+  async function openSession(name) {
+    if (state.open === name) {
+      focusComposer();
+      return;
+    }
+    state.open = name;
+    state.openSession = null;
+    state.unread.delete(name);
+    history.replaceState(null, "", "#" + encodeURIComponent(name));
+    transcript.clear();
+    renderPane();
+    renderQueue();
+    renderMine();
+    try {
+      await loadSession(name);
+    } catch (err) {
+      Live.toast(err.status === 404 ? name + " no longer exists" : "Could not load " + name + ": " + err.message, "error");
+      if (err.status === 404) closePane();
+      return;
+    }
+    stream.reconnect();
+    // On a narrow window the pane is below the lists: bring it into view.
+    if (window.matchMedia("(max-width: 760px)").matches) $("pane").scrollIntoView({ block: "start" });
+    focusComposer();
+  }
+
+  function closePane() {
+    state.open = null;
+    state.openSession = null;
+    history.replaceState(null, "", location.pathname);
+    renderPane();
+    renderQueue();
+    renderMine();
+    stream.reconnect();
+  }
+
+  function focusComposer() {
+    if (!$("composer").hidden) $("composer-text").focus();
+  }
+
+  // --- commands ------------------------------------------------------------------------------
+
+  async function accept(name, button) {
+    if (button) button.disabled = true;
+    try {
+      const result = await Live.post(Live.sessionUrl(name, "accept"));
+      queueRemove(name);
+      state.mine.set(name, result.session);
+      renderMine();
+      if (state.open === name) {
+        state.openSession = result.session;
+        renderPane();
+        focusComposer();
+      } else {
+        await openSession(name);
+      }
+    } catch (err) {
+      if (err.status === 409) {
+        Live.toast(name + " was taken by someone else", "warn");
+        queueRemove(name);
+        if (state.open === name) loadSession(name).catch(() => {});
+      } else {
+        Live.toast("Could not accept " + name + ": " + err.message, "error");
+      }
+      if (button && button.isConnected) button.disabled = false;
+    }
+  }
+
+  async function sessionCommand(action, doneText) {
+    const name = state.open;
+    if (!name) return;
+    try {
+      const result = await Live.post(Live.sessionUrl(name, action));
+      if (result && result.session) {
+        state.openSession = result.session;
+        applyStatus(name, result.session.status, result.session.agent, null);
+      }
+      Live.toast(doneText.replace("{name}", name));
+    } catch (err) {
+      Live.toast("Could not " + action + " " + name + ": " + err.message, "error");
+    }
+  }
+
+  async function send(event) {
+    event.preventDefault();
+    const box = $("composer-text");
+    const text = box.value.trim();
+    const name = state.open;
+    if (!text || !name) return;
+    const pendingNode = transcript.pending(text);
+    box.value = "";
+    autosize();
+    try {
+      const result = await Live.post(Live.sessionUrl(name, "messages"), { text });
+      if (state.open !== name) return;
+      // The stream may already have shown it; if not, show it now and skip it when it arrives.
+      const shown = (result.event_ids || []).some((id) => transcript.ids.has(id));
+      if (shown) pendingNode.remove();
+      else pendingNode.classList.remove("pending");
+      transcript.remember(result.event_ids);
+    } catch (err) {
+      pendingNode.remove();
+      if (!box.value) box.value = text;
+      Live.toast("Not sent: " + err.message, "error");
+    }
+  }
+
+  function autosize() {
+    const box = $("composer-text");
+    box.style.height = "auto";
+    box.style.height = Math.min(box.scrollHeight + 2, 160) + "px";
+  }
+
+  $("composer").addEventListener("submit", send);
+  $("composer-text").addEventListener("input", autosize);
+  $("composer-text").addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) send(event);
+  });
+  $("pane-accept").addEventListener("click", (e) => accept(state.open, e.currentTarget));
+  $("pane-leave").addEventListener("click", () => sessionCommand("leave", "You left {name}; it is back in the queue"));
+  $("pane-close").addEventListener("click", () => sessionCommand("close", "{name} is closed"));
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && state.open && document.activeElement !== $("composer-text")) closePane();
+  });
+
+  setInterval(tickTimers, 1000);
+
+  const fromHash = decodeURIComponent(location.hash.slice(1));
+  if (/^[A-Za-z0-9_-]{1,64}$/.test(fromHash)) state.open = fromHash;
+  renderPane();
+  stream.start();
+})();
