@@ -9,10 +9,15 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sse_project.settings")
 django_asgi_app: Any = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402 - needs Django set up first
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from dashboard.simulator import with_simulator  # noqa: E402
 from realtime.middleware import BodyLimitMiddleware  # noqa: E402
 from realtime.routing import sse_urlpatterns  # noqa: E402
 
-routes = [*sse_urlpatterns, re_path(r"", django_asgi_app)]
-application = ProtocolTypeRouter({"http": BodyLimitMiddleware(URLRouter(routes))})
+# The pages' CSS and JavaScript are served by the process itself (no CDN, no separate web server needed).
+django_and_static: Any = ASGIStaticFilesHandler(django_asgi_app)
+routes = [*sse_urlpatterns, re_path(r"", django_and_static)]
+# with_simulator: SIMULATE_CHATBOT on the in-memory layer plays the chatbot in this process (docs/ui.md).
+application = with_simulator(ProtocolTypeRouter({"http": BodyLimitMiddleware(URLRouter(routes))}))

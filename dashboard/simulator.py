@@ -1,0 +1,451 @@
+"""A stand-in for the ai_chatbot, so the pages have something to show (`manage.py simulate_chatbot`).
+
+It opens customer sessions, plays the bot's and the customer's lines (published with
+`enqueue_sse_message`, source `ai_chatbot`, as the real chatbot would), escalates some of
+them through `dashboard.services.escalate`, and listens on `sse:broadcast` with
+`subscribe_sse_events`: once an agent joins, the bot stops talking, and each agent message
+gets an answer "from the customer" a moment later.
+
+The work is a loop of single steps (`ChatbotSimulator.step`, which does the one most
+urgent thing and says whether it did anything) and single events (`handle`), so tests drive
+it one step at a time with a fake clock and a fake publisher.
+
+With Redis it runs as its own process (the cross-process story). On the in-memory layer
+events never leave a process, so `make run` (SIMULATE_CHATBOT=true) runs it inside the
+daphne process instead: `with_simulator` wraps the ASGI app and starts it on the first request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+
+from realtime.bus import enqueue_sse_message, get_layer, subscribe_sse_events
+from realtime.channels import BROADCAST, agent_channel, session_channel
+
+logger = logging.getLogger(__name__)
+
+SOURCE = "ai_chatbot"
+
+Publish = Callable[[str, str, dict[str, Any]], Awaitable[str]]
+Escalate = Callable[[str, str, dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Script:
+    """One kind of conversation: the opening lines, then an escalation (or the bot solves it)."""
+
+    topic: str
+    lines: tuple[tuple[str, str], ...]  # (sender, text), sender "customer" or "bot"
+    reason: str | None  # why the bot asks for a human; None: the bot resolves it alone
+    replies: tuple[str, ...]  # the customer's answers to an agent, in order
+
+
+SCRIPTS: tuple[Script, ...] = (
+    Script(
+        "late delivery",
+        (
+            ("bot", "Hi! I'm the virtual assistant. How can I help?"),
+            ("customer", "My order still hasn't arrived and it's been ten days."),
+            ("bot", "Sorry to hear that. Could you share your order number?"),
+            ("customer", "It's 48213. I need it before the weekend."),
+            ("bot", "I can't promise a delivery date myself. Let me bring in a colleague."),
+        ),
+        "late order, customer needs a delivery date",
+        (
+            "Thanks for picking this up.",
+            "Order 48213, ordered on the 3rd.",
+            "Friday would work, yes.",
+            "Great, thank you so much!",
+        ),
+    ),
+    Script(
+        "refund",
+        (
+            ("bot", "Hello! What can I do for you today?"),
+            ("customer", "The kettle I bought stopped working after a week. I want a refund."),
+            ("bot", "I'm sorry. Refunds over 100 EUR need one of my human colleagues."),
+        ),
+        "refund above the bot's limit",
+        (
+            "Hi. It's the steel kettle, 129 EUR.",
+            "I still have the box, yes.",
+            "A refund to my card, please.",
+            "Perfect, thanks for your help.",
+        ),
+    ),
+    Script(
+        "double charge",
+        (
+            ("bot", "Hi there! How can I help?"),
+            ("customer", "I was charged twice for the same order."),
+            ("bot", "Billing disputes are handled by our team. Connecting you to an agent."),
+        ),
+        "billing dispute: charged twice",
+        (
+            "Hello. Two charges of 54.90 on the 12th.",
+            "The card ends in 4417.",
+            "OK, I'll keep an eye on my statement.",
+            "Thanks, bye!",
+        ),
+    ),
+    Script(
+        "wants a human",
+        (
+            ("bot", "Hi! I'm the virtual assistant. Ask me anything."),
+            ("customer", "Can I talk to a real person please?"),
+            ("bot", "Of course. I'm putting you through to the next free agent."),
+        ),
+        "customer asked for a human",
+        (
+            "Hi! I'd like to change the address on my account.",
+            "New address is 12 Harbour Street.",
+            "Yes, that's right.",
+            "That's all, thanks!",
+        ),
+    ),
+    Script(
+        "password reset",
+        (
+            ("bot", "Hello! How can I help?"),
+            ("customer", "I forgot my password."),
+            ("bot", "No problem: I've sent a reset link to the e-mail address on your account."),
+            ("customer", "Got it, that worked. Thanks!"),
+            ("bot", "Glad I could help. Have a nice day!"),
+        ),
+        None,
+        ("Thanks!",),
+    ),
+    Script(
+        "opening hours",
+        (
+            ("bot", "Hi! What would you like to know?"),
+            ("customer", "When are you open on Sundays?"),
+            ("bot", "Our stores open 10:00 to 16:00 on Sundays."),
+            ("customer", "Thanks!"),
+        ),
+        None,
+        ("Thanks!",),
+    ),
+)
+
+ESCALATING = tuple(s for s in SCRIPTS if s.reason is not None)
+RESOLVING = tuple(s for s in SCRIPTS if s.reason is None)
+# For a session the simulator did not open (escalated by someone else, or before a restart).
+ADOPTED = Script("adopted", (), "customer asked for a human", ("Hello?", "I see.", "OK, thanks.", "Thank you!"))
+
+FIRST_NAMES = ("Ana", "Ben", "Chloe", "David", "Emma", "Farid", "Grace", "Hugo", "Ines", "Jonas", "Kim", "Lea")
+AGENT_LEFT_LINE = "Your agent had to step away. You're back in the queue; the next free colleague will pick you up."
+NUDGE_LINE = "Hello? Is anyone there?"
+
+
+class Phase(enum.Enum):
+    BOT = "bot"  # the bot is talking
+    WAITING = "waiting"  # escalated, in the queue
+    AGENT = "agent"  # an agent has joined: the bot is silent, the customer answers the agent
+
+
+@dataclass
+class Options:
+    """How lively the demo is. Times are seconds; `speed` below 1 makes everything faster."""
+
+    every: float = 5.0  # a new customer about this often
+    first_after: float = 0.5  # the first customer arrives this soon after start
+    turn: tuple[float, float] = (0.6, 1.5)  # between two lines of the bot's conversation
+    reply: tuple[float, float] = (1.5, 3.5)  # a customer takes this long to answer an agent
+    max_waiting: int = 6  # no new customers while this many wait: the queue stays workable
+    max_sessions: int | None = None  # stop opening sessions after this many (None: never stop)
+    escalate_share: float = 0.75  # the share of conversations the bot hands over
+    nudge_after: float = 45.0  # a waiting customer asks "is anyone there?" once, after this long
+    speed: float = 1.0
+    idle: float = 0.1  # how long the loop sleeps when a step had nothing to do
+
+
+@dataclass
+class SimSession:
+    name: str
+    script: Script
+    customer: str
+    phase: Phase = Phase.BOT
+    turn: int = 0  # the next line of script.lines
+    due: float = 0.0  # when the next bot-side line (or the escalation) is due
+    agent: str | None = None
+    replies_due: list[float] = field(default_factory=list)  # customer answers owed to the agent
+    replied: int = 0
+    waiting_since: float | None = None
+    nudged: bool = False
+    pending_notice: str | None = None  # a bot line to say at `due` while waiting
+
+
+class ChatbotSimulator:
+    """The bot's side of many conversations, advanced one step at a time."""
+
+    def __init__(
+        self,
+        options: Options | None = None,
+        *,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        publish: Publish | None = None,
+        escalate: Escalate | None = None,
+    ) -> None:
+        self.options = options or Options()
+        self.rng = rng or random.Random()
+        self.clock = clock
+        self.publish = publish or publish_as_chatbot
+        self.escalate = escalate or escalate_with_service
+        self.sessions: dict[str, SimSession] = {}
+        self.opened = 0
+        self.next_open = clock() + self._scaled(self.options.first_after)
+
+    # --- one step ---------------------------------------------------------------------
+
+    async def step(self) -> bool:
+        """Do the most urgent due thing (answer an agent, advance a conversation, nudge, open a
+        new session); True if something was done."""
+        now = self.clock()
+        for session in list(self.sessions.values()):
+            if session.phase is Phase.AGENT and session.replies_due and session.replies_due[0] <= now:
+                session.replies_due.pop(0)
+                await self.answer_agent(session)
+                return True
+        for session in list(self.sessions.values()):
+            if session.phase is Phase.BOT and session.due <= now:
+                await self.advance(session)
+                return True
+            if session.phase is Phase.WAITING and session.pending_notice and session.due <= now:
+                text, session.pending_notice = session.pending_notice, None
+                await self.say(session, "bot", text)
+                return True
+        for session in list(self.sessions.values()):
+            if (
+                session.phase is Phase.WAITING
+                and not session.nudged
+                and session.waiting_since is not None
+                and now - session.waiting_since >= self._scaled(self.options.nudge_after)
+            ):
+                session.nudged = True
+                await self.say(session, "customer", NUDGE_LINE)
+                return True
+        if now >= self.next_open and self._may_open():
+            await self.open_session()
+            return True
+        return False
+
+    def _may_open(self) -> bool:
+        limit = self.options.max_sessions
+        if limit is not None and self.opened >= limit:
+            return False
+        # Customers still talking to the bot count too: most of them are about to wait.
+        waiting = sum(1 for s in self.sessions.values() if s.phase is not Phase.AGENT)
+        return waiting < self.options.max_waiting
+
+    async def open_session(self) -> SimSession:
+        escalates = self.rng.random() < self.options.escalate_share
+        script = self.rng.choice(ESCALATING if escalates else RESOLVING)
+        name = f"cust_{self.rng.getrandbits(40):010x}"
+        session = SimSession(name, script, self.rng.choice(FIRST_NAMES), due=self.clock())
+        self.sessions[name] = session
+        self.opened += 1
+        self.next_open = self.clock() + self._scaled(self.options.every * self.rng.uniform(0.5, 1.5))
+        logger.info("customer %s opened session %s (%s)", session.customer, name, script.topic)
+        await self.advance(session)
+        return session
+
+    async def advance(self, session: SimSession) -> None:
+        """Say the next line of the script; after the last one, escalate or end the chat."""
+        script = session.script
+        if session.turn < len(script.lines):
+            sender, text = script.lines[session.turn]
+            session.turn += 1
+            session.due = self.clock() + self._delay(self.options.turn)
+            await self.say(session, sender, text)
+            return
+        if script.reason is None:
+            logger.info("the bot resolved %s (%s)", session.name, script.topic)
+            del self.sessions[session.name]
+            return
+        session.phase = Phase.WAITING
+        session.waiting_since = self.clock()
+        data = {"customer": session.customer, "topic": script.topic}
+        try:
+            await self.escalate(session.name, script.reason, data)
+        except Exception as exc:  # noqa: BLE001 - one refused escalation must not stop the demo
+            logger.warning("could not escalate %s: %s", session.name, exc)
+            del self.sessions[session.name]
+            return
+        logger.info("escalated %s: %s", session.name, script.reason)
+
+    async def answer_agent(self, session: SimSession) -> None:
+        replies = session.script.replies
+        text = replies[min(session.replied, len(replies) - 1)]
+        session.replied += 1
+        await self.say(session, "customer", text)
+        logger.info("customer answered in %s: %s", session.name, text)
+
+    async def say(self, session: SimSession, sender: str, text: str) -> None:
+        """One bot-side message, to the same channels the dashboard's own events go to."""
+        payload = {"session_name": session.name, "data": {"text": text, "sender": sender}}
+        channels = [session_channel(session.name), BROADCAST]
+        if session.agent is not None:
+            channels.append(agent_channel(session.agent))
+        for channel in channels:
+            await self.publish(channel, "new_message", payload)
+
+    # --- one event --------------------------------------------------------------------
+
+    def handle(self, event: dict[str, Any]) -> None:
+        """Follow the sessions as agents work on them (events from sse:broadcast)."""
+        payload = event.get("payload") or {}
+        data = payload.get("data") or {}
+        name = payload.get("session_name")
+        kind = event.get("type")
+        if not isinstance(name, str) or not isinstance(data, dict):
+            return
+        session = self.sessions.get(name)
+        now = self.clock()
+        if kind == "transfer_request" and session is None:
+            self._adopt(name, Phase.WAITING)
+        elif kind == "agent_joined" or (kind == "status_change" and payload.get("status") == "agent_handling"):
+            session = session or self._adopt(name, Phase.AGENT)
+            if session.phase is not Phase.AGENT:
+                logger.info("agent %s joined %s; the bot stops talking", data.get("agent"), name)
+            session.phase = Phase.AGENT
+            session.agent = data.get("agent") or session.agent
+            session.pending_notice = None
+        elif kind == "new_message" and data.get("sender") == "agent":
+            session = session or self._adopt(name, Phase.AGENT)
+            session.phase = Phase.AGENT
+            session.agent = data.get("agent") or session.agent
+            session.replies_due.append(now + self._delay(self.options.reply))
+            logger.info("agent %s said in %s: %s", data.get("agent"), name, str(data.get("text"))[:200])
+        elif kind == "agent_left" and session is not None and session.phase is Phase.AGENT:
+            session.phase = Phase.WAITING
+            session.agent = None
+            session.replies_due.clear()
+            session.waiting_since = now
+            session.nudged = False
+            session.pending_notice = AGENT_LEFT_LINE
+            session.due = now + self._delay(self.options.turn)
+        elif kind == "status_change" and payload.get("status") == "closed" and session is not None:
+            logger.info("session %s closed", name)
+            del self.sessions[name]
+
+    def _adopt(self, name: str, phase: Phase) -> SimSession:
+        """A session someone else opened: the simulator plays its customer from now on."""
+        session = SimSession(name, ADOPTED, self.rng.choice(FIRST_NAMES), phase=phase, turn=0)
+        session.waiting_since = self.clock() if phase is Phase.WAITING else None
+        self.sessions[name] = session
+        return session
+
+    # --- running ------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Listen and step until `stop` is set (or forever)."""
+        stop = stop or asyncio.Event()
+        # The cursor is taken first, so events published while the subscription is being set
+        # up are replayed to us rather than missed.
+        cursor = await get_layer().cursor()
+        listener = asyncio.ensure_future(self.listen(cursor))
+        logger.info("the chatbot simulator is running (listening on %s)", BROADCAST)
+        try:
+            while not stop.is_set():
+                try:
+                    did = await self.step()
+                except Exception:
+                    logger.exception("a simulator step failed")
+                    did = False
+                    await asyncio.sleep(1)
+                if not did:
+                    try:
+                        await asyncio.wait_for(stop.wait(), self.options.idle)
+                    except TimeoutError:
+                        pass
+        finally:
+            listener.cancel()
+
+    async def listen(self, last_id: str | None) -> None:
+        """Feed `handle` from sse:broadcast; on a failure, subscribe again from the last id."""
+        while True:
+            try:
+                async for event in subscribe_sse_events([BROADCAST], last_event_id=last_id):
+                    if event.get("id"):
+                        last_id = event["id"]
+                    self.handle(event)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep listening: Redis comes back
+                logger.warning("the simulator lost sse:broadcast (%s); subscribing again", exc)
+                await asyncio.sleep(1)
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _scaled(self, seconds: float) -> float:
+        return seconds * self.options.speed
+
+    def _delay(self, bounds: tuple[float, float]) -> float:
+        return self._scaled(self.rng.uniform(*bounds))
+
+
+async def publish_as_chatbot(channel: str, event_type: str, payload: dict[str, Any]) -> str:
+    return await enqueue_sse_message(channel, event_type, payload, source=SOURCE)
+
+
+async def escalate_with_service(name: str, reason: str, data: dict[str, Any]) -> None:
+    """The escalation goes through the same service as POST /api/manual/escalate."""
+    from asgiref.sync import sync_to_async
+
+    from dashboard import services
+    from realtime.auth import Principal
+
+    chatbot = Principal("service", SOURCE)
+    await sync_to_async(services.escalate)(name, by=chatbot, reason=reason, data=data)
+
+
+# --- inside the server process (make run on the in-memory layer) -------------------------
+
+
+class SimulatorStarter:
+    """ASGI wrapper: starts one simulator as a task of the server's event loop on the first request.
+
+    Daphne has no start-up hook; the first request (the login page, typically) runs on the
+    loop that serves every stream, which is what the in-memory layer needs.
+    """
+
+    def __init__(self, app: Any, factory: Callable[[], ChatbotSimulator] = ChatbotSimulator) -> None:
+        self.app = app
+        self.factory = factory
+        self.task: asyncio.Task[None] | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if self.task is None and scope.get("type") == "http":
+            self.task = asyncio.get_running_loop().create_task(self.factory().run())
+            self.task.add_done_callback(_report_exit)
+        await self.app(scope, receive, send)
+
+
+def _report_exit(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("the in-process chatbot simulator stopped", exc_info=task.exception())
+
+
+def with_simulator(app: Any) -> Any:
+    """`app`, plus the in-process simulator when SIMULATE_CHATBOT is on and Redis is not."""
+    if not settings.SIMULATE_CHATBOT:
+        return app
+    if settings.SSE_USE_REDIS:
+        logger.warning(
+            "SIMULATE_CHATBOT is on and Redis is configured: the simulator is its own process there. "
+            "Start it in another terminal, with the same REDIS_URL: .venv/bin/python manage.py simulate_chatbot"
+        )
+        return app
+    logger.info("SIMULATE_CHATBOT: the chatbot simulator starts in this process with the first request")
+    return SimulatorStarter(app)
