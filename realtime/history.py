@@ -47,19 +47,25 @@ def decide_resume(
     history_size: int,
     channels: dict[str, ChannelHistoryState],
     events: list[StoredEvent],
+    latest: str | None = None,
 ) -> Resume:
     """Pure rule: can `after_id` be resumed exactly, or must the client reset?
 
     Exact resume needs: history on; the id from this bus's current life (not older than
-    its first event, which after a Redis restart is later than anything before it); and, per
-    channel, that nothing after the id was trimmed away. Trimming removes the oldest first,
-    so a kept entry at or before the id proves nothing after it was lost.
+    its first event, which after a Redis restart is later than anything before it, and not
+    newer than `latest`, the last id it handed out); and, per channel, that nothing after the
+    id was trimmed away. Trimming removes the oldest first, so a kept entry at or before the
+    id proves nothing after it was lost.
     """
     if history_size <= 0:
         return Resume(reset=True, reason="history is turned off")
     wanted = parse_event_id(after_id)
     if origin is None or wanted < parse_event_id(origin):
         return Resume(reset=True, reason="the id is older than this bus's history")
+    if latest is not None and wanted > parse_event_id(latest):
+        # An id from another bus (a Redis whose clock is behind replaced the one that made
+        # it): it cannot be resumed, and taking it as the seam would hide live events.
+        return Resume(reset=True, reason="the id is newer than any this bus has handed out")
     for channel, state in channels.items():
         if state.trimmed and not state.has_entry_at_or_before:
             return Resume(reset=True, reason=f"events of {channel} after the id were trimmed")
@@ -143,4 +149,5 @@ class MemoryHistory:
                 )
                 events.extend(ring)
             origin = self._ids.origin
-        return decide_resume(after_id, origin, self.size, states, events)
+            latest = format_event_id(*self._ids.last) if self._ids.last else None
+        return decide_resume(after_id, origin, self.size, states, events, latest)

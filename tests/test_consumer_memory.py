@@ -197,6 +197,20 @@ async def test_an_unknown_old_id_gets_a_reset_first_then_the_live_stream() -> No
 
 
 @in_loop
+async def test_an_id_this_bus_never_handed_out_gets_a_reset_and_the_live_stream_follows() -> None:
+    # Say a Redis whose clock is behind replaced the one that made the id: nothing proves
+    # that the client saw everything, and the live events of the new life must still flow.
+    publish(SESSION, 0)
+    stream = Stream("/api/sessions/user_123_abc/events", headers={**BEARER, "Last-Event-ID": "99999999999999-0"})
+    await stream.open()
+    reset = await stream.next_event()
+    assert reset.type == "reset" and "newer" in reset.json["payload"]["reason"]
+    publish(SESSION, 1)
+    assert numbers([await stream.next_event()]) == [1]
+    await stream.disconnect()
+
+
+@in_loop
 async def test_an_id_trimmed_out_of_history_gets_a_reset(settings: Any) -> None:
     settings.SSE_HISTORY_SIZE = 2
     channel_layers.backends.clear()

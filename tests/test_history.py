@@ -62,6 +62,16 @@ def test_the_origin_itself_can_be_resumed() -> None:
     assert not resume.reset and ids(resume.events) == ["101-0"]
 
 
+def test_it_resets_an_id_newer_than_any_the_bus_handed_out() -> None:
+    resume = decide_resume("300-0", "100-0", 1000, {A: UNTRIMMED}, [stored("200-0")], latest="200-0")
+    assert resume.reset and "newer" in resume.reason
+
+
+def test_the_latest_id_itself_resumes_with_nothing_to_send() -> None:
+    resume = decide_resume("200-0", "100-0", 1000, {A: UNTRIMMED}, [stored("200-0")], latest="200-0")
+    assert not resume.reset and resume.events == []
+
+
 def test_it_resets_when_the_bus_has_no_origin_yet() -> None:
     # A Redis that restarted empty: nothing proves the client's id belongs to this bus's life.
     assert decide_resume("100-0", None, 1000, {A: UNTRIMMED}, []).reset
@@ -143,6 +153,14 @@ def test_memory_history_resumes_from_the_cursor_with_what_came_after_it() -> Non
     cursor = history.cursor()
     later = history.append(A, body(1))
     assert history.resume([A], cursor).events == [later]
+
+
+def test_memory_history_resets_an_id_it_never_handed_out() -> None:
+    history = MemoryHistory(10)
+    last = history.append(A, body(1))
+    ms, seq = parse_event_id(last.id)
+    assert history.resume([A], f"{ms}-{seq + 1}").reset
+    assert not history.resume([A], last.id).reset
 
 
 def test_memory_history_resets_an_id_from_before_its_life() -> None:
