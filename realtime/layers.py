@@ -157,7 +157,15 @@ class SSEShardConnection(RedisSingleShardConnection):
         layer = self.channel_layer
         if channel in layer.hub.subscribers or channel in layer.groups:
             return  # still wanted by an SSE stream or a stock consumer of the group
-        await super().unsubscribe(channel)
+        async with self._lock:
+            if channel in self._subscribed_to:
+                # Forget the channel before telling Redis: if Redis cannot be told (it is
+                # down), the next stream must still subscribe again and wait for Redis to
+                # confirm, instead of opening before its subscription is in place.
+                self._subscribed_to.discard(channel)
+                self._ensure_redis()
+                self._ensure_receiver()
+                await self._pubsub.unsubscribe(channel)
 
     async def publish_event(self, item: Draft, history_size: int) -> str:
         self._ensure_redis()
@@ -257,7 +265,9 @@ class RedisSSELoopLayer(RedisPubSubLoopLayer):
         for index, shard_channels in by_shard.items():
             shard = self._shards[index]
             shard._ensure_redis()
-            result = await read_resume(shard._redis, shard_channels, after_id, self.history_size)
+            # Each shard has its own sequence: only a single one knows the bus's latest id.
+            single = len(self._shards) == 1
+            result = await read_resume(shard._redis, shard_channels, after_id, self.history_size, single)
             if result.reset:
                 return result
             merged.events.extend(result.events)
@@ -269,28 +279,31 @@ class RedisSSELoopLayer(RedisPubSubLoopLayer):
         return bool(await shard._redis.ping())
 
 
-async def read_resume(client: aioredis.Redis, channels: list[str], after_id: str, size: int) -> Resume:
+async def read_resume(
+    client: aioredis.Redis, channels: list[str], after_id: str, size: int, check_latest: bool = True
+) -> Resume:
     if size <= 0:
         return decide_resume(after_id, None, size, {}, [])
     pipe = client.pipeline(transaction=False)
     pipe.get(ORIGIN_KEY)
+    pipe.get(SEQUENCE_KEY)
     for channel in channels:
         key = history_key(channel)
         pipe.xrevrange(key, max=after_id, min="-", count=1)
         pipe.xinfo_stream(key)
         pipe.xrange(key, min="(" + after_id, max="+", count=size)
     results = await pipe.execute(raise_on_error=False)
-    origin = _text(results[0]) if isinstance(results[0], (bytes, str)) else None
+    origin, latest = (_text(r) if isinstance(r, (bytes, str)) else None for r in results[:2])
     states: dict[str, ChannelHistoryState] = {}
     events: list[StoredEvent] = []
     for index, channel in enumerate(channels):
-        before, info, after = results[1 + 3 * index : 4 + 3 * index]
+        before, info, after = results[2 + 3 * index : 5 + 3 * index]
         trimmed = isinstance(info, dict) and int(info.get("entries-added", 0)) > int(info.get("length", 0))
         kept_before = isinstance(before, list) and bool(before)
         states[channel] = ChannelHistoryState(has_entry_at_or_before=kept_before, trimmed=trimmed)
         if isinstance(after, list):
             events.extend(stored_from_stream(channel, entry_id, fields) for entry_id, fields in after)
-    return decide_resume(after_id, origin, size, states, events)
+    return decide_resume(after_id, origin, size, states, events, latest if check_latest else None)
 
 
 class RedisSSEChannelLayer(RedisPubSubChannelLayer):

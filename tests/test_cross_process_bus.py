@@ -5,6 +5,7 @@ Every test uses channels of its own, so the session's shared daphne pair never m
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -14,8 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis import exceptions as redis_errors
 
-from tests.support.procs import Daphne, RedisServer, SSEClient, SSEEvent, request, run_python, wait_until
+from tests.support.procs import (
+    Daphne,
+    DelayProxy,
+    RedisServer,
+    SSEClient,
+    SSEEvent,
+    request,
+    run_python,
+    wait_until,
+)
 
 Pair = tuple[Daphne, Daphne]
 
@@ -209,6 +220,17 @@ def test_reconnecting_under_a_steady_stream_of_events_loses_and_duplicates_nothi
     assert len(clients) > 5  # it really reconnected, several times
 
 
+def test_an_id_this_bus_never_handed_out_gets_a_reset_then_the_live_stream(daphne_pair: Pair, clients: list) -> None:
+    a, b = daphne_pair
+    channel = "sse:session:" + unique("future")
+    clients.append(client := stream(a, [channel], last_event_id="99999999999999-0"))
+    [reset] = client.wait_for(lambda e: e.event == "reset", timeout=1)
+    assert "newer" in reset.json["payload"]["reason"]
+    event_id = publish(b, channel, 1)
+    [event] = client.wait_for(lambda e: e.event == "new_message", timeout=1)
+    assert event.id == event_id
+
+
 # --- the wire format on Redis -------------------------------------------------------------------
 
 
@@ -260,16 +282,29 @@ def test_history_is_capped_at_sse_history_size(
 # --- opening ---------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def slow_daphne(redis_env: dict[str, str], redis_server: RedisServer, tmp_path_factory: Any) -> Iterator[Daphne]:
+    """A daphne process whose commands reach Redis 50 ms late (see DelayProxy)."""
+    proxy = DelayProxy(redis_server.port, delay=0.05)
+    log = tmp_path_factory.mktemp("slow") / "slow.log"
+    daphne = Daphne({**redis_env, "REDIS_URL": proxy.url}, log_path=log).start()
+    yield daphne
+    daphne.stop()
+    proxy.close()
+
+
+@pytest.mark.parametrize("which", ["a", "slow"], ids=["daphne a", "daphne with a slow redis link"])
 def test_a_stream_that_has_opened_never_misses_an_event_published_right_after(
-    daphne_pair: Pair, redis_server: RedisServer
+    daphne_pair: Pair, slow_daphne: Daphne, redis_server: RedisServer, which: str
 ) -> None:
-    a, b = daphne_pair
+    server = daphne_pair[0] if which == "a" else slow_daphne
+    _, b = daphne_pair
     redis = redis_server.client()
     raw = json.dumps({"type": "new_message", "payload": {"n": 0}, "timestamp": 1.0, "source": "ai_chatbot"})
-    for attempt in range(30):
+    for attempt in range(16):
         # A new channel each time, so the open really waits for a new Redis subscription.
         channel = "sse:session:" + unique(f"open{attempt}")
-        client = stream(a, [channel])
+        client = stream(server, [channel])
         try:
             if attempt % 2:
                 publish(b, channel, attempt)
@@ -336,3 +371,31 @@ def test_after_a_redis_restart_old_ids_get_a_reset_and_new_ids_are_still_greater
     clients.append(fourth := stream(b, [channel], last_event_id=new))
     [event] = fourth.wait_for(lambda e: e.event == "new_message", timeout=1)
     assert event.id == newer and fourth.types() == ["new_message"]
+
+
+def test_a_channel_whose_unsubscribe_failed_while_redis_was_down_is_confirmed_again_before_use() -> None:
+    """The last stream of a channel leaves just as Redis dies: Redis never hears the
+    UNSUBSCRIBE. The next stream on that channel must still wait for a confirmed SUBSCRIBE
+    on the restarted Redis, not take the channel for subscribed."""
+    from realtime.layers import RedisSSEChannelLayer
+
+    redis = RedisServer().start()
+    channel = "sse:session:" + unique("unsub")
+
+    async def scenario() -> int:
+        shard = RedisSSEChannelLayer(hosts=[redis.url])._get_layer()._shards[0]
+        await shard.subscribe(channel)
+        redis.stop()
+        await asyncio.sleep(0.3)  # the receive loop notices: the next command must reconnect
+        with pytest.raises(redis_errors.ConnectionError):
+            await shard.unsubscribe(channel)
+        redis.start()
+        await shard.subscribe(channel)
+        subscribers: int = redis.client().pubsub_numsub(channel)[0][1]
+        await shard.flush()
+        return subscribers
+
+    try:
+        assert asyncio.run(scenario()) == 1
+    finally:
+        redis.stop()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
 import signal
 import socket
@@ -376,3 +377,77 @@ def login(base_url: str, username: str, password: str) -> dict[str, str]:
 
 def cookie_header(cookies: dict[str, str]) -> str:
     return "; ".join(f"{k}={v}" for k, v in cookies.items())
+
+
+class DelayProxy:
+    """A TCP proxy that holds every byte a client sends for `delay` seconds (replies pass at once).
+
+    Put between a daphne process and Redis, it makes Redis slow to see that process's commands,
+    so "the stream opened before Redis confirmed the subscription" becomes a missed event
+    instead of a race too short to observe on localhost.
+    """
+
+    def __init__(self, target_port: int, delay: float) -> None:
+        self.target_port = target_port
+        self.delay = delay
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._sockets: list[socket.socket] = [self.listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self._sockets += [client, upstream]
+            held: queue.Queue[tuple[float, bytes]] = queue.Queue()
+            threading.Thread(target=self._read, args=(client, held), daemon=True).start()
+            threading.Thread(target=self._release, args=(held, upstream, client), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+
+    def _read(self, source: socket.socket, held: queue.Queue[tuple[float, bytes]]) -> None:
+        while True:
+            try:
+                chunk = source.recv(65536)
+            except OSError:
+                chunk = b""
+            held.put((time.monotonic() + self.delay, chunk))
+            if not chunk:
+                return
+
+    @staticmethod
+    def _release(held: queue.Queue[tuple[float, bytes]], target: socket.socket, source: socket.socket) -> None:
+        while True:
+            due, chunk = held.get()
+            time.sleep(max(0.0, due - time.monotonic()))
+            try:
+                if not chunk:
+                    target.shutdown(socket.SHUT_WR)
+                    return
+                target.sendall(chunk)
+            except OSError:
+                source.close()
+                return
+
+    @staticmethod
+    def _pump(source: socket.socket, target: socket.socket) -> None:
+        while True:
+            try:
+                chunk = source.recv(65536)
+                if not chunk:
+                    target.shutdown(socket.SHUT_WR)
+                    return
+                target.sendall(chunk)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        for sock in self._sockets:
+            try:
+                sock.close()
+            except OSError:
+                pass
