@@ -60,7 +60,7 @@
       Live.statusBadge(badge, row.status);
       const when = row.status === "waiting_agent"
         ? el("span", { class: "timer num", dataset: { since: String(row.since) } }, "0:00")
-        : el("span", { class: "num" }, "since ", Live.time(row.since));
+        : el("span", { class: "num" }, Live.time(row.since));
       return el("tr", { dataset: { name: row.name } },
         el("td", { class: "name" }, sessionLink(row.name)),
         el("td", {}, badge),

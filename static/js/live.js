@@ -240,6 +240,11 @@
   const RETRY_DELAYS_MS = [1000, 2000, 4000, 8000, 15000];
   const SEEN_MAX = 2000;
 
+  // A calm banner while not live: what is shown may be out of date, and it will catch up.
+  const BANNER_TEXT = {
+    reconnecting: "Connection lost. Reconnecting… anything you miss meanwhile will appear once it is back.",
+    offline: "The server cannot be reached. Still trying; this page catches up by itself when it is back.",
+  };
   const STATE_TEXT = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…", offline: "Offline" };
 
   /**
@@ -398,6 +403,12 @@
           state === "offline" ? "No connection to the server; still trying" : "Trying to reach the server";
       }
       document.documentElement.dataset.connection = state;
+      const banner = Live.$("conn-banner");
+      if (banner) {
+        banner.hidden = !BANNER_TEXT[state];
+        banner.dataset.state = state;
+        banner.textContent = BANNER_TEXT[state] || "";
+      }
     }
   }
   Live.LiveStream = LiveStream;

@@ -32,7 +32,9 @@
       const existing = list.querySelector(`li[data-name="${CSS.escape(item.name)}"]`);
       return existing || queueRow(item);
     });
-    list.replaceChildren(...rows);
+    // Re-inserting a node restarts its animation: touch the list only when the order changed.
+    const current = [...list.children];
+    if (current.length !== rows.length || rows.some((row, i) => current[i] !== row)) list.replaceChildren(...rows);
     for (const row of rows) row.classList.toggle("is-open", row.dataset.name === state.open);
     $("queue-count").textContent = String(rows.length);
     $("queue-empty").hidden = rows.length > 0;
@@ -44,7 +46,10 @@
       class: "btn btn-primary btn-small", type: "button", "aria-label": "Accept " + item.name,
       onclick: (e) => accept(item.name, e.currentTarget),
     }, "Accept");
-    return el("li", { class: "row" + (item.fresh ? " row-new" : ""), dataset: { name: item.name, since: String(item.since) } },
+    return el("li", {
+      class: "row" + (item.fresh ? " row-new" : ""), dataset: { name: item.name, since: String(item.since) },
+      onanimationend: (e) => e.currentTarget.classList.remove("row-new"),
+    },
       el("button", { class: "row-title btn-link", type: "button", title: "Read the conversation", onclick: () => openSession(item.name) }, item.name),
       el("div", { class: "row-meta" }, item.reason || "Asked for an agent"),
       el("div", { class: "row-side" },
