@@ -292,9 +292,14 @@ class ChatbotSimulator:
         logger.info("customer answered in %s: %s", session.name, text)
 
     async def say(self, session: SimSession, sender: str, text: str) -> None:
-        """One bot-side message, to the same channels the dashboard's own events go to."""
+        """One bot-side message on the session's channel (its history is what an agent reads
+        on opening it). Once the session is handed over it also goes where the dashboard's own
+        events go: sse:broadcast, and the channel of the agent who has it. Before that the chat
+        is the bot's business, and the session does not exist for the pages yet."""
         payload = {"session_name": session.name, "data": {"text": text, "sender": sender}}
-        channels = [session_channel(session.name), BROADCAST]
+        channels = [session_channel(session.name)]
+        if session.phase is not Phase.BOT:
+            channels.append(BROADCAST)
         if session.agent is not None:
             channels.append(agent_channel(session.agent))
         for channel in channels:

@@ -88,8 +88,8 @@ def test_the_first_customer_arrives_soon_after_start_and_the_bot_speaks_first() 
     [name] = sim.sessions
     channel = f"sse:session:{name}"
     assert captured.lines(channel)[0][0] == "bot"
-    # Every line goes to the session channel and to sse:broadcast, as the dashboard's events do.
-    assert [c for c, _, _ in captured.published] == [channel, "sse:broadcast"]
+    # Before the hand-over, the bot's chat goes to the session's channel only.
+    assert [c for c, _, _ in captured.published] == [channel]
     assert {t for _, t, _ in captured.published} == {"new_message"}
 
 
