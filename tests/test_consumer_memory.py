@@ -227,6 +227,19 @@ async def test_an_id_trimmed_out_of_history_gets_a_reset(settings: Any) -> None:
 
 
 @in_loop
+async def test_with_history_off_every_resume_is_a_reset(settings: Any) -> None:
+    settings.SSE_HISTORY_SIZE = 0
+    channel_layers.backends.clear()
+    last = publish(SESSION, 0)
+    stream = Stream("/api/sessions/user_123_abc/events", headers={**BEARER, "Last-Event-ID": last})
+    await stream.open()
+    reset = await stream.next_event()
+    assert reset.type == "reset" and reset.json["payload"]["reason"] == "history is turned off"
+    assert bus.get_layer().history_sync(SESSION) == []
+    await stream.disconnect()
+
+
+@in_loop
 async def test_a_multi_channel_stream_resumes_every_channel_in_id_order() -> None:
     start = bus.get_layer().cursor_sync()
     for n, channel in enumerate([SESSION, OTHER, BROADCAST, OTHER, SESSION]):

@@ -51,13 +51,12 @@ class Nothing:
             assert self.layer.history_sync(channel) == []
 
 
-def refused(response: Any, status: int, error: str | None = None, detail: str = "") -> None:
+def refused(response: Any, status: int, error: str, detail: str = "") -> None:
     assert response.status_code == status, response.content
     assert response["Content-Type"] == "application/json"
     body = response.json()
     assert set(body) == {"error", "detail"}, body
-    if error is not None:
-        assert body["error"] == error, body
+    assert body["error"] == error, body
     assert detail in body["detail"], body
 
 
@@ -155,7 +154,7 @@ def test_an_empty_body_is_a_bad_request(layer: Any) -> None:
 @pytest.mark.parametrize("extra", ["source", "id", "timestamp", "channels", "Type"])
 def test_an_unknown_field_is_a_bad_request_so_source_can_never_be_forged(layer: Any, extra: str) -> None:
     with Nothing(layer):
-        refused(post({**GOOD, extra: "system"}), 400, None, extra)
+        refused(post({**GOOD, extra: "system"}), 400, "bad_request", extra)
 
 
 # --- 403 -------------------------------------------------------------------------------------
@@ -178,7 +177,7 @@ def test_an_agent_with_a_session_cookie_may_not_publish(layer: Any, csrf_checks:
     client = Client(enforce_csrf_checks=csrf_checks)
     client.cookies.load(cookie)
     with Nothing(layer):
-        refused(post(GOOD, token=None, client=client), 403, None)
+        refused(post(GOOD, token=None, client=client), 403, "csrf_failed" if csrf_checks else "forbidden")
 
 
 # --- 401 / 405 -------------------------------------------------------------------------------
