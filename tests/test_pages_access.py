@@ -73,3 +73,14 @@ def test_the_dashboard_feed_is_for_supervisors_only(client: Client, agent: Any) 
     response = client.get("/dashboard/feed.json")
     assert response.status_code == 403
     assert response.json()["error"] == "forbidden"
+
+
+def test_the_front_page_sends_a_signed_in_agent_to_the_workbench(client: Client, agent: Any) -> None:
+    client.force_login(agent)
+    response = client.get("/")
+    assert response.status_code == 302 and response["Location"] == "/workbench/"
+
+
+def test_the_front_page_sends_a_visitor_to_the_login_form(client: Client) -> None:
+    response = client.get("/")
+    assert response.status_code == 302 and response["Location"] == "/accounts/login/"
