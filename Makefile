@@ -19,10 +19,19 @@ install: $(BIN)/activate
 
 run: install
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py collectstatic --noinput -v0
 	@$(BIN)/python manage.py demo_accounts --agent $(DEMO_AGENT) --supervisor $(DEMO_SUPERVISOR)
-	DJANGO_DEBUG=$${DJANGO_DEBUG:-true} SIMULATE_CHATBOT=$${SIMULATE_CHATBOT:-true} \
-		$(BIN)/daphne -b $(HOST) -p $(PORT) sse_project.asgi:application
+	@echo "Open http://$(HOST):$(PORT)/ and sign in with an account above."
+	@# Without Redis the simulated chatbot runs inside the server (the in-memory layer is per
+	@# process); with Redis it is a process of its own, as the real ai_chatbot would be.
+	@if [ -n "$$REDIS_URL" ] && [ "$${SIMULATE_CHATBOT:-true}" = "true" ]; then \
+		$(BIN)/python manage.py simulate_chatbot & sim=$$!; \
+		trap 'kill $$sim 2>/dev/null' EXIT INT TERM; \
+		DJANGO_DEBUG=$${DJANGO_DEBUG:-true} SIMULATE_CHATBOT=false \
+			$(BIN)/daphne -b $(HOST) -p $(PORT) sse_project.asgi:application; \
+	else \
+		DJANGO_DEBUG=$${DJANGO_DEBUG:-true} SIMULATE_CHATBOT=$${SIMULATE_CHATBOT:-true} \
+			$(BIN)/daphne -b $(HOST) -p $(PORT) sse_project.asgi:application; \
+	fi
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
