@@ -1,4 +1,4 @@
-"""JSON endpoints of the sessions (CONTRACT.md section 4, Commands; docs/sessions.md).
+"""JSON endpoints of the sessions (CONTRACT.md section 4, Commands; README "Sessions and the handoff").
 
 Thin: each view checks the body's shape, calls one function of `dashboard.services` and
 turns its outcome or refusal into JSON. Authentication, CSRF and the error shape come from

@@ -1,4 +1,4 @@
-"""The sessions API (docs/sessions.md) and the home redirect.
+"""The sessions API (README "Sessions and the handoff") and the home redirect.
 
 The SSE streams under /api/sessions/{name}/events are routed before Django (realtime.routing).
 """

@@ -125,7 +125,7 @@ else:
 # about as long as people wait in a chat before they give up.
 QUEUE_SLA_SECONDS = envint("QUEUE_SLA_SECONDS", 60, minimum=1, maximum=86_400)
 # `make run` sets this: play the ai_chatbot inside the server process (in-memory layer only;
-# with Redis run `manage.py simulate_chatbot` as its own process). See docs/ui.md.
+# with Redis run `manage.py simulate_chatbot` as its own process). See README "The demo".
 SIMULATE_CHATBOT = envbool("SIMULATE_CHATBOT", False)
 
 LOGGING = {
