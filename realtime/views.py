@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET
 from realtime.api import api, json_body, ok
 from realtime.auth import Principal
 from realtime.bus import enqueue_sse_message_sync, get_layer
-from realtime.errors import ApiError
+from realtime.errors import ApiError, error_response
 from realtime.hub import stats
 
 logger = logging.getLogger(__name__)
@@ -45,6 +45,10 @@ def presence(request: HttpRequest, principal: Principal) -> HttpResponse:
 
 def _iso(stamp: float) -> str:
     return datetime.fromtimestamp(stamp, tz=UTC).isoformat()
+
+
+def api_not_found(request: HttpRequest) -> HttpResponse:
+    return error_response(ApiError(404, f"no endpoint at {request.path[:200]}"))
 
 
 @require_GET

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 from django.core.exceptions import ImproperlyConfigured
 
+RESERVED_IDENTITIES = frozenset({"system", "agent_workbench"})
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -84,6 +85,9 @@ def envtokens(name: str, env: Mapping[str, str] | None = None) -> dict[str, str]
             raise ImproperlyConfigured(f"{name}: expected identity=token, got {got}")
         if not identity.replace("_", "").replace("-", "").isalnum() or not identity.isascii():
             raise ImproperlyConfigured(f"{name}: identity {identity!r} may hold only A-Z a-z 0-9 _ -")
+        if identity in RESERVED_IDENTITIES:
+            # These name the server and the workbench: a token holding one could forge them.
+            raise ImproperlyConfigured(f"{name}: {identity!r} is reserved and cannot be a service identity")
         if len(token) < 16:
             raise ImproperlyConfigured(f"{name}: the token for {identity!r} is shorter than 16 characters")
         if token in tokens:

@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from realtime import views as realtime_views
 
@@ -13,4 +13,6 @@ urlpatterns = [
     path("api/presence", realtime_views.presence, name="presence"),
     path("", include("dashboard.urls")),
     path("", include("dashboard.page_urls")),
+    # Anything else under /api/ gets the contract's JSON 404, not an HTML page.
+    re_path(r"^api/", realtime_views.api_not_found),
 ]

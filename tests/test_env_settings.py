@@ -103,3 +103,9 @@ def test_a_bad_setting_stops_start_up_with_the_variables_name() -> None:
     )
     assert done.returncode != 0
     assert "ImproperlyConfigured: SSE_HEARTBEAT_SECONDS must be a whole number, not 'soon'" in done.stderr
+
+
+@pytest.mark.parametrize("identity", ["system", "agent_workbench"])
+def test_it_refuses_a_service_identity_that_would_let_a_token_speak_for_the_server(identity):
+    with pytest.raises(ImproperlyConfigured, match="reserved"):
+        envtokens("SERVICE_TOKENS", env={"SERVICE_TOKENS": f"{identity}=0123456789abcdefXYZ"})

@@ -201,3 +201,10 @@ async def test_a_stream_is_read_with_get_only(method: str) -> None:
 @in_loop
 async def test_the_method_is_checked_before_authentication() -> None:
     await refused(Stream("/api/broadcast/events", method="POST"), 405, "method_not_allowed")
+
+
+@pytest.mark.parametrize("path", ["/api/sessions/a/b/events", "/api/nothing-here", "/api/agents/"])
+def test_an_unknown_api_path_gets_the_contracts_json_404(client, path):
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response.json()["error"] == "not_found"
