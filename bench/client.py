@@ -1,0 +1,339 @@
+"""The load client: one process holding N SSE connections over raw asyncio sockets.
+
+Driven by the run over stdin/stdout, one JSON object per line each way:
+
+    {"cmd": "connect", "ports": [p1, p2], "mode": "broadcast"|"session", "n": 1000, ...}
+    {"cmd": "window", "lo": 120}        count and time events with seq >= lo from now on
+    {"cmd": "count"}                    events received in the window (cheap, for draining)
+    {"cmd": "stats", "hi": 180}         latency percentiles and losses for seqs [lo, hi)
+    {"cmd": "close"} / {"cmd": "quit"}
+
+Latency is the time the bytes arrived minus the envelope's `timestamp`, which the publisher
+set just before publishing (same machine, same clock). The arrival time is the kernel's
+receive timestamp of the socket (SO_TIMESTAMPNS, `--clock kernel`, the default), so the
+client's own delays in getting round to 5000 sockets are not counted as the server's;
+`--clock user` takes `time.time()` when the client reads the bytes instead. Only what is needed is
+parsed: the `"seq":` the publisher put in the payload and the `"timestamp":` after it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import socket
+import struct
+import sys
+import time
+from array import array
+from typing import Any
+
+from bench.procs import raise_file_limit
+
+SEQ = b'"seq":'
+STAMP = b'"timestamp":'
+# One read buffer for all sockets (one thread): no 256 KiB allocation per read.
+BUFFER = bytearray(256 * 1024)
+VIEW = memoryview(BUFFER)
+BUFFERS = [BUFFER]
+# SO_TIMESTAMPNS (Linux; the socket module does not name it): the kernel stamps each read
+# with the time the bytes arrived in the socket, as a struct timespec.
+SO_TIMESTAMPNS = 35
+TIMESPEC = struct.Struct("qq")
+CMSG_SPACE = socket.CMSG_SPACE(TIMESPEC.size)
+
+
+class Stats:
+    """Shared by all connections: the current window and the latencies measured in it."""
+
+    def __init__(self) -> None:
+        self.lo = 1 << 62  # nothing counts until the first window
+        self.latencies = array("d")
+        self.seqs = array("q")
+        self.received = 0
+
+
+class Conn:
+    """One SSE stream on a non-blocking socket, read by a reader callback of the loop."""
+
+    __slots__ = ("stats", "index", "sock", "head", "rest", "opened", "count", "closed", "clock")
+
+    def __init__(self, stats: Stats, index: int, sock: socket.socket, opened: asyncio.Future[bool], clock: str) -> None:
+        self.stats = stats
+        self.index = index
+        self.sock = sock
+        self.head = True
+        self.rest = b""
+        self.opened = opened
+        self.count = 0
+        self.closed = False
+        self.clock = clock
+
+    def readable(self) -> None:
+        try:
+            size, ancillary, _, _ = self.sock.recvmsg_into(BUFFERS, CMSG_SPACE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            size, ancillary = 0, []
+        data = VIEW[:size].tobytes()
+        if not data:
+            self.lost()
+            return
+        if ancillary and self.clock == "kernel":
+            # When the kernel put the bytes into this socket: what the client's own
+            # scheduling delays after that does not count against the server.
+            seconds, nanoseconds = TIMESPEC.unpack_from(ancillary[0][2])
+            now = seconds + nanoseconds * 1e-9
+        else:
+            now = time.time()
+        if self.head:
+            data = self.rest + data
+            end = data.find(b"\r\n\r\n")
+            if end < 0:
+                self.rest = data
+                return
+            ok = data[9:12] == b"200"
+            self.head = False
+            self.rest = b""
+            if not self.opened.done():
+                self.opened.set_result(ok)
+            data = data[end + 4 :]
+        if self.rest:
+            data = self.rest + data
+        cut = data.rfind(b"\n\n")
+        if cut < 0:
+            self.rest = data
+            return
+        self.rest = data[cut + 2 :]
+        stats = self.stats
+        pos = data.find(SEQ, 0, cut)
+        while pos >= 0:
+            end = data.find(b"}", pos)
+            seq = int(data[pos + 6 : end])
+            at = data.find(STAMP, end)
+            comma = data.find(b",", at)
+            if seq >= stats.lo:
+                stats.latencies.append(now - float(data[at + 12 : comma]))
+                stats.seqs.append(seq)
+                self.count += 1
+                stats.received += 1
+            pos = data.find(SEQ, comma, cut)
+
+    def lost(self) -> None:
+        if not self.closed:
+            self.closed = True
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+            self.sock.close()
+        if not self.opened.done():
+            self.opened.set_result(False)
+
+    def close(self) -> None:
+        self.lost()
+
+
+def request_for(path: str, port: int, token: str) -> bytes:
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n"
+        f"Authorization: Bearer {token}\r\n\r\n"
+    ).encode()
+
+
+def path_for(mode: str, index: int) -> str:
+    return "/api/broadcast/events" if mode == "broadcast" else f"/api/sessions/bench_{index}/events"
+
+
+def percentile(ordered: array, q: float) -> float:
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Client:
+    def __init__(self) -> None:
+        self.stats = Stats()
+        self.conns: list[Conn] = []
+        self.mode = "broadcast"
+        self.sessions = 1
+
+    async def connect(
+        self, ports: list[int], mode: str, n: int, token: str, concurrency: int, clock: str
+    ) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        self.mode = mode
+        self.sessions = n
+        gate = asyncio.Semaphore(concurrency)
+        failures: list[str] = []
+
+        async def one(index: int) -> None:
+            port = ports[index % len(ports)]
+            opened: asyncio.Future[bool] = loop.create_future()
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            conn = Conn(self.stats, index, sock, opened, clock)
+            async with gate:
+                try:
+                    await loop.sock_connect(sock, ("127.0.0.1", port))
+                    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    await loop.sock_sendall(sock, request_for(path_for(mode, index), port, token))
+                    loop.add_reader(sock.fileno(), conn.readable)
+                    ok = await asyncio.wait_for(opened, 15)
+                except (OSError, TimeoutError) as exc:
+                    failures.append(repr(exc))
+                    conn.close()
+                    return
+            if ok:
+                self.conns.append(conn)
+            else:
+                failures.append("refused or closed before the stream opened")
+                conn.close()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(len(self.conns) + i) for i in range(n)))
+        seconds = time.perf_counter() - started
+        return {"opened": len(self.conns), "failed": len(failures), "errors": failures[:5], "seconds": seconds}
+
+    def window(self, lo: int) -> dict[str, Any]:
+        self.stats.lo = lo
+        self.stats.latencies = array("d")
+        self.stats.seqs = array("q")
+        self.stats.received = 0
+        for conn in self.conns:
+            conn.count = 0
+        return {"lo": lo}
+
+    def count(self) -> dict[str, Any]:
+        return {"received": self.stats.received, "closed": sum(1 for c in self.conns if c.closed)}
+
+    def expected(self, conn: Conn, lo: int, hi: int) -> int:
+        if self.mode == "broadcast":
+            return hi - lo
+        sessions = self.sessions
+
+        def upto(x: int) -> int:  # seqs k < x with k % sessions == conn.index
+            return max(0, (x - conn.index + sessions - 1) // sessions)
+
+        return upto(hi) - upto(lo)
+
+    def result(self, hi: int) -> dict[str, Any]:
+        lo = self.stats.lo
+        expected = lost = extra = 0
+        for conn in self.conns:
+            want = self.expected(conn, lo, hi)
+            expected += want
+            if conn.count < want:
+                lost += want - conn.count
+            else:
+                extra += conn.count - want
+        ordered = array("d", sorted(self.stats.latencies))
+        ms = 1000.0
+        # Per event: when its first and its last copy arrived (the fan-out's spread).
+        first: dict[int, float] = {}
+        last: dict[int, float] = {}
+        for seq, latency in zip(self.stats.seqs, self.stats.latencies, strict=True):
+            if latency < first.get(seq, math.inf):
+                first[seq] = latency
+            if latency > last.get(seq, -math.inf):
+                last[seq] = latency
+        firsts = array("d", sorted(first.values()))
+        spreads = array("d", sorted(last[s] - first[s] for s in first))
+        return {
+            "samples": len(ordered),
+            "expected": expected,
+            "lost": lost,
+            "duplicates": extra,
+            "closed": sum(1 for c in self.conns if c.closed),
+            "p50_ms": percentile(ordered, 0.50) * ms,
+            "p90_ms": percentile(ordered, 0.90) * ms,
+            "p99_ms": percentile(ordered, 0.99) * ms,
+            "max_ms": (ordered[-1] * ms) if ordered else float("nan"),
+            "mean_ms": (sum(ordered) / len(ordered) * ms) if ordered else float("nan"),
+            "first_copy_p50_ms": percentile(firsts, 0.5) * ms,
+            "first_copy_p99_ms": percentile(firsts, 0.99) * ms,
+            "spread_p50_ms": percentile(spreads, 0.5) * ms,
+            "spread_p99_ms": percentile(spreads, 0.99) * ms,
+            "spread_max_ms": (spreads[-1] * ms) if spreads else float("nan"),
+        }
+
+    async def close(self) -> dict[str, Any]:
+        for conn in self.conns:
+            conn.close()
+        closed = len(self.conns)
+        self.conns = []
+        await asyncio.sleep(0.2)
+        return {"closed": closed}
+
+
+async def serve() -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 20)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    client = Client()
+
+    def reply(value: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(value) + "\n")
+        sys.stdout.flush()
+
+    while True:
+        line = await reader.readline()
+        if not line:
+            return
+        command = json.loads(line)
+        name = command["cmd"]
+        if name == "connect":
+            reply(
+                await client.connect(
+                    command["ports"],
+                    command["mode"],
+                    command["n"],
+                    command["token"],
+                    command.get("concurrency", 64),
+                    command.get("clock", "kernel"),
+                )
+            )
+        elif name == "window":
+            reply(client.window(command["lo"]))
+        elif name == "count":
+            reply(client.count())
+        elif name == "stats":
+            reply(client.result(command["hi"]))
+        elif name == "close":
+            reply(await client.close())
+        elif name == "quit":
+            reply({"bye": True})
+            return
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="uvloop")
+    parser.add_argument("--sched", choices=["idle", "batch", "normal"], default="batch")
+    parser.add_argument("--nice", type=int, default=0)
+    args = parser.parse_args()
+    if args.sched == "idle":
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    elif args.sched == "batch":
+        # SCHED_BATCH: the client never preempts a server on wake-up. Otherwise each byte a
+        # server sends on loopback wakes the client, which takes the core from the server in
+        # the middle of its fan-out: the instrument would slow down what it measures.
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    if args.nice:
+        os.nice(args.nice)
+    limit = raise_file_limit()
+    if limit < 6000:
+        print(f"warning: RLIMIT_NOFILE is {limit}; 5000 connections need more", file=sys.stderr)
+    if args.loop == "uvloop":
+        try:
+            import uvloop
+
+            uvloop.install()
+        except ImportError:
+            print("uvloop is not installed; using the stock asyncio loop", file=sys.stderr)
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Baseline (b): the naive Channels way, served by daphne as its own small ASGI app."""

@@ -1,0 +1,210 @@
+"""The results of a run as a markdown table (with ratios to the baselines) and a PNG chart.
+
+python -m bench.report bench/results/2026-01-01.json     # re-print a run's table
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+SYSTEMS = ("product", "raw", "naive")
+LABELS = {"product": "product", "raw": "(a) raw redis-py", "naive": "(b) naive Channels"}
+MODES = {"broadcast": "`sse:broadcast`", "session": "per-session channels"}
+
+# The issue's targets, at 2 cores shared by server, client and Redis.
+TARGET_P99_1000_MS = 10.0
+TARGET_P99_5000_MS = 50.0
+TARGET_SATURATION_VS_NAIVE = 3.0
+TARGET_RSS_KIB = 16.0
+
+
+def _find(results: dict[str, Any], system: str, mode: str, n: int) -> dict[str, Any] | None:
+    for scenario in results["scenarios"]:
+        if (scenario["system"], scenario["mode"], scenario["n"]) == (system, mode, n):
+            return dict(scenario)
+    return None
+
+
+def _step(scenario: dict[str, Any] | None, rate: float) -> dict[str, Any] | None:
+    if scenario is None:
+        return None
+    for step in scenario.get("steps", []):
+        if step["fixed"] and step["rate"] == rate:
+            return dict(step)
+    return None
+
+
+def _lost_below_saturation(scenario: dict[str, Any] | None) -> float | None:
+    if scenario is None or not scenario.get("steps"):
+        return None
+    held = [s for s in scenario["steps"] if s["p99_ms"] <= 100.0 and s["achieved_rate"] >= 0.9 * s["rate"]]
+    return float(sum(s["lost"] for s in held))
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if abs(value) >= 10000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+def _ratio(ours: float | None, theirs: float | None) -> str:
+    if ours is None or theirs is None or math.isnan(ours) or math.isnan(theirs):
+        return "-"
+    if theirs == 0:
+        return "-" if ours == 0 else "inf"
+    return f"{ours / theirs:.2f}x"
+
+
+def metrics(results: dict[str, Any], mode: str, n: int) -> list[tuple[str, dict[str, float | None], int]]:
+    """Rows of (label, value per system, digits)."""
+    rows: list[tuple[str, dict[str, float | None], int]] = []
+    rates = [5.0, 20.0] if (mode == "broadcast" and n >= 5000) else [20.0]
+    scenarios = {s: _find(results, s, mode, n) for s in SYSTEMS}
+    for rate in rates:
+        for key, name in (("p50_ms", "p50"), ("p99_ms", "p99"), ("max_ms", "max")):
+            values = {s: (st[key] if (st := _step(scenarios[s], rate)) else None) for s in SYSTEMS}
+            rows.append((f"{name} latency at {rate:g} events/s (ms)", values, 2))
+    for key, name in (("events_per_s", "events/s"), ("deliveries_per_s", "deliveries/s")):
+        values = {s: (sc["saturation"][key] if sc and "saturation" in sc else None) for s, sc in scenarios.items()}
+        rows.append((f"saturation (p99 <= 100 ms), {name}", values, 1))
+    values = {s: (sc["setup"]["rate_per_s"] if sc and "setup" in sc else None) for s, sc in scenarios.items()}
+    rows.append(("connection set-up rate (streams/s)", values, 0))
+    values = {s: (sc.get("rss_kib_per_conn") if sc else None) for s, sc in scenarios.items()}
+    rows.append(("server RSS per idle stream (KiB)", values, 1))
+    values = {s: _lost_below_saturation(sc) for s, sc in scenarios.items()}
+    rows.append(("events lost below saturation", values, 0))
+    return rows
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    sizes = sorted({s["n"] for s in results["scenarios"]})
+    modes = [mode for mode in MODES if any(s["mode"] == mode for s in results["scenarios"])]
+    lines = [
+        f"Run of {results['started']} ({results['seconds'] / 60:.1f} min) on {m['cpu']}, {m['cores']} cores, "
+        f"{m['memory']}, Linux {m['kernel']}, Python {m['python']}, {m['redis']}. "
+        "Two server processes per system, the load client, the publisher and redis-server share these cores.",
+        "",
+    ]
+    for mode in modes:
+        for n in sizes:
+            lines.append(f"### {MODES[mode]}, N = {n} subscribers (two processes)")
+            lines.append("")
+            head = "| metric | product | (a) raw redis-py | (b) naive Channels | product / (a) | product / (b) |"
+            lines += [head, "|---|---:|---:|---:|---:|---:|"]
+            for label, values, digits in metrics(results, mode, n):
+                cells = [_fmt(values[s], digits) for s in SYSTEMS]
+                ratios = [_ratio(values["product"], values["raw"]), _ratio(values["product"], values["naive"])]
+                lines.append(f"| {label} | " + " | ".join(cells + ratios) + " |")
+            lines.append("")
+    lines += targets(results)
+    return "\n".join(lines) + "\n"
+
+
+def targets(results: dict[str, Any]) -> list[str]:
+    out = ["### Targets", "", "| target | measured | verdict |", "|---|---:|---|"]
+
+    def verdict(ok: bool, by: str) -> str:
+        return "met" if ok else f"missed by {by}"
+
+    step = _step(_find(results, "product", "broadcast", 1000), 20.0)
+    if step:
+        p99 = step["p99_ms"]
+        out.append(
+            f"| p99 <= {TARGET_P99_1000_MS:g} ms, N = 1000, `sse:broadcast`, 20 events/s | {p99:.2f} ms | "
+            f"{verdict(p99 <= TARGET_P99_1000_MS, f'{p99 - TARGET_P99_1000_MS:.2f} ms')} |"
+        )
+    step = _step(_find(results, "product", "broadcast", 5000), 5.0)
+    if step:
+        p99 = step["p99_ms"]
+        out.append(
+            f"| p99 <= {TARGET_P99_5000_MS:g} ms, N = 5000, `sse:broadcast`, 5 events/s | {p99:.2f} ms | "
+            f"{verdict(p99 <= TARGET_P99_5000_MS, f'{p99 - TARGET_P99_5000_MS:.2f} ms')} |"
+        )
+    for mode in MODES:
+        for n in sorted({s["n"] for s in results["scenarios"]}):
+            ours, raw, naive = (_find(results, s, mode, n) for s in SYSTEMS)
+            if not ours or "saturation" not in ours or not naive or "saturation" not in naive:
+                continue
+            value = ours["saturation"]["deliveries_per_s"]
+            base = naive["saturation"]["deliveries_per_s"]
+            factor = value / base if base else math.inf
+            of_raw = ""
+            if raw and raw.get("saturation", {}).get("deliveries_per_s"):
+                of_raw = f"; {value / raw['saturation']['deliveries_per_s']:.0%} of (a)"
+            out.append(
+                f"| saturation >= {TARGET_SATURATION_VS_NAIVE:g}x (b), {MODES[mode]}, N = {n} | "
+                f"{_fmt(value, 0)} deliveries/s = {factor:.1f}x (b){of_raw} | "
+                f"{verdict(factor >= TARGET_SATURATION_VS_NAIVE, f'{TARGET_SATURATION_VS_NAIVE - factor:.1f}x')} |"
+            )
+    for scenario in results["scenarios"]:
+        if scenario["system"] == "product" and scenario.get("rss_kib_per_conn") is not None:
+            rss = scenario["rss_kib_per_conn"]
+            out.append(
+                f"| RSS <= {TARGET_RSS_KIB:g} KiB per idle stream, {MODES[scenario['mode']]}, N = {scenario['n']} | "
+                f"{rss:.1f} KiB | {verdict(rss <= TARGET_RSS_KIB, f'{rss - TARGET_RSS_KIB:.1f} KiB')} |"
+            )
+    lost = sum(_lost_below_saturation(s) or 0 for s in results["scenarios"] if s["system"] == "product")
+    out.append(f"| zero events lost below saturation (product) | {lost:.0f} | {verdict(lost == 0, f'{lost:.0f}')} |")
+    return out + [""]
+
+
+def chart(results: dict[str, Any], path: Path) -> Path | None:
+    """Latency percentiles against rate, one panel per channel kind and N; None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    sizes = sorted({s["n"] for s in results["scenarios"]})
+    modes = [mode for mode in MODES if any(s["mode"] == mode for s in results["scenarios"])]
+    fig, axes = plt.subplots(
+        len(modes), len(sizes), figsize=(6 * len(sizes), 4.2 * len(modes)), squeeze=False, sharey=True
+    )
+    colours = {"product": "tab:blue", "raw": "tab:green", "naive": "tab:red"}
+    for row, mode in enumerate(modes):
+        for col, n in enumerate(sizes):
+            ax = axes[row][col]
+            for system in SYSTEMS:
+                scenario = _find(results, system, mode, n)
+                if not scenario or not scenario.get("steps"):
+                    continue
+                steps = sorted(scenario["steps"], key=lambda s: s["achieved_rate"])
+                x = [s["deliveries_per_s"] for s in steps]
+                for key, style in (("p50_ms", ":"), ("p99_ms", "-"), ("max_ms", "--")):
+                    y = [max(s[key], 0.01) for s in steps]
+                    ax.plot(
+                        x,
+                        y,
+                        style,
+                        marker="o",
+                        markersize=3,
+                        color=colours[system],
+                        label=f"{LABELS[system]} {key.split('_')[0]}",
+                    )
+            ax.axhline(100, color="grey", linewidth=0.8)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_title(f"{MODES[mode].strip('`')}, N = {n}")
+            ax.set_xlabel("deliveries/s (events/s x subscribers reached)")
+            ax.set_ylabel("publish -> received (ms)")
+            ax.grid(True, which="both", alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+if __name__ == "__main__":
+    data = json.loads(Path(sys.argv[1]).read_text())
+    print(markdown(data))

@@ -1,0 +1,444 @@
+"""`make bench`: the product against two baselines, on this machine, in one run.
+
+    python -m bench.run                 # full run (N = 1000 and 5000, both channel kinds), ~10 min
+    python -m bench.run --quick         # N = 1000, short steps: 1-2 minutes, for development
+    python -m bench.run --systems product --sizes 1000 --modes broadcast --profile
+
+Systems (each as two server processes on one private redis-server):
+  product  this project: daphne + realtime (hub, one subscription per channel per process)
+  raw      baseline (a): redis-py Pub/Sub fan-out to plain asyncio sockets (bench/raw_server.py)
+  naive    baseline (b): an AsyncHttpConsumer per connection on channels-redis's stock pub/sub
+           layer, one group_send per event (bench/naive/)
+
+One load-client process holds the N connections (split over the two servers), a publisher
+process publishes timestamped events. See bench/README.md for what is measured and how.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import platform
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import procs, report
+from bench.procs import BENCH_TOKEN, ROOT
+
+# The line the targets and the saturation point are drawn at.
+SATURATION_P99_MS = 100.0
+
+
+class Controlled:
+    """A child process driven by JSON lines on stdin/stdout, with a timeout on every answer."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.name = name
+        self.log = open(log, "ab")  # noqa: SIM115
+        self.popen = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            preexec_fn=procs.raise_file_limit,
+        )
+        self.lines: queue.Queue[bytes] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            self.lines.put(line)
+        self.lines.put(b"")
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def call(self, command: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
+        assert self.popen.stdin is not None
+        self.popen.stdin.write(json.dumps(command).encode() + b"\n")
+        self.popen.stdin.flush()
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise RuntimeError(f"{self.name} did not answer {command['cmd']} within {timeout}s") from None
+        if not line:
+            raise RuntimeError(f"{self.name} exited; see {self.log.name}")
+        return dict(json.loads(line))
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            try:
+                assert self.popen.stdin is not None
+                self.popen.stdin.write(b'{"cmd": "quit"}\n')
+                self.popen.stdin.flush()
+                self.popen.wait(5)
+            except (OSError, subprocess.TimeoutExpired):
+                self.popen.kill()
+                self.popen.wait(5)
+        self.log.close()
+
+
+class Run:
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args = args
+        self.workdir = workdir
+        self.redis = procs.Redis(log=workdir / "redis.log").start()
+        self.db_url = f"sqlite:///{workdir / 'bench.sqlite3'}"
+        self.client = Controlled(
+            "client",
+            [sys.executable, "-m", "bench.client", "--loop", args.client_loop, "--sched", args.client_sched]
+            + ["--nice", str(args.client_nice)],
+            procs.base_env(),
+            workdir / "client.log",
+        )
+        self.publishers: dict[str, Controlled] = {}
+        self.seq = 0
+        self.scenarios: list[dict[str, Any]] = []
+
+    # --- processes -------------------------------------------------------------------
+
+    def publisher(self, system: str) -> Controlled:
+        kind = "naive" if system == "naive" else "product"
+        if kind not in self.publishers:
+            env = procs.base_env(REDIS_URL=self.redis.url, DATABASE_URL=self.db_url)
+            self.publishers[kind] = Controlled(
+                f"publisher-{kind}",
+                [sys.executable, "-m", "bench.publisher", "--system", kind],
+                env,
+                self.workdir / f"publisher-{kind}.log",
+            )
+        return self.publishers[kind]
+
+    def migrate(self) -> None:
+        env = procs.base_env(
+            REDIS_URL=self.redis.url, DATABASE_URL=self.db_url, DJANGO_SETTINGS_MODULE="sse_project.settings"
+        )
+        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+
+    def servers(self, system: str, label: str) -> list[procs.Server]:
+        made = []
+        for index in range(2):
+            log = self.workdir / f"{label}-{index}.log"
+            if system == "product":
+                server = procs.product_server(self.redis.url, self.db_url, log, self.args.product_env)
+            elif system == "naive":
+                server = procs.naive_server(self.redis.url, log)
+            else:
+                server = procs.raw_server(self.redis.url, log)
+            made.append(server.start())
+        for server in made:
+            server.wait_ready()
+        return made
+
+    def close(self) -> None:
+        for publisher in self.publishers.values():
+            publisher.stop()
+        self.client.stop()
+        self.redis.stop()
+
+    # --- one scenario: a system, a kind of channel, N connections ----------------------
+
+    def scenario(self, system: str, mode: str, n: int) -> dict[str, Any]:
+        label = f"{system}-{mode}-{n}"
+        print(f"\n== {label}", flush=True)
+        publisher = self.publisher(system)
+        servers = self.servers(system, label)
+        ports = [s.port for s in servers]
+        result: dict[str, Any] = {"system": system, "mode": mode, "n": n, "steps": []}
+        try:
+            # Warm-up: one stream per server, so imports and first subscriptions are not
+            # counted as per-connection memory.
+            warm = self.client.call({"cmd": "connect", "ports": ports, "mode": mode, "n": 2, "token": BENCH_TOKEN})
+            self.client.call({"cmd": "close"})
+            if warm["opened"] != 2:
+                raise RuntimeError(f"{label}: warm-up streams did not open: {warm}")
+            time.sleep(0.5)
+            rss_before = sum(procs.rss_kib(s.pid) for s in servers)
+            setup = self.client.call(
+                {
+                    "cmd": "connect",
+                    "ports": ports,
+                    "mode": mode,
+                    "n": n,
+                    "token": BENCH_TOKEN,
+                    "concurrency": self.args.connect_concurrency,
+                    "clock": self.args.clock,
+                },
+                timeout=300,
+            )
+            opened = setup["opened"]
+            result["setup"] = {**setup, "rate_per_s": opened / setup["seconds"] if setup["seconds"] else 0.0}
+            print(f"   {opened} streams open in {setup['seconds']:.2f}s ({setup['failed']} failed)", flush=True)
+            time.sleep(self.args.settle)
+            rss_after = sum(procs.rss_kib(s.pid) for s in servers)
+            result["rss_kib_before"] = rss_before
+            result["rss_kib_after"] = rss_after
+            result["rss_kib_per_conn"] = (rss_after - rss_before) / max(opened, 1)
+            print(
+                f"   RSS {rss_before} -> {rss_after} KiB: {result['rss_kib_per_conn']:.1f} KiB per stream", flush=True
+            )
+            if opened < n:
+                result["error"] = f"only {opened} of {n} streams opened: {setup['errors']}"
+                return result
+            self.steps(result, publisher, servers, mode, n)
+        finally:
+            self.client.call({"cmd": "close"}, timeout=60)
+            for server in servers:
+                server.stop()
+        return result
+
+    def steps(
+        self, result: dict[str, Any], publisher: Controlled, servers: list[procs.Server], mode: str, n: int
+    ) -> None:
+        fixed = self.fixed_rates(mode, n)
+        steps = result["steps"]
+        for rate in fixed:
+            steps.append(self.step(publisher, servers, mode, n, rate, fixed=True))
+        # Saturation search: double while p99 stays under the line, halve while it does not,
+        # then one step between the last rate that held and the first that did not.
+        good = [s["rate"] for s in steps if s["ok"]]
+        bad = [s["rate"] for s in steps if not s["ok"]]
+        rate = max(good) * 2 if good else min(bad) / 2
+        for _ in range(self.args.max_steps):
+            if (good and rate <= max(good)) or (bad and rate >= min(bad)) or rate < self.args.min_rate:
+                break
+            if rate > self.args.max_rate:
+                break
+            step = self.step(publisher, servers, mode, n, rate)
+            steps.append(step)
+            if step.get("backlog"):
+                break  # what is still queued would pollute any further step
+            (good if step["ok"] else bad).append(rate)
+            if good and bad:
+                middle = math.sqrt(max(good) * min(bad))
+                if middle / max(good) > 1.15 and all(s["rate"] != round(middle, 2) for s in steps):
+                    rate = round(middle, 2)
+                    continue
+                break
+            rate = rate * 2 if step["ok"] else rate / 2
+        held = [s for s in steps if s["ok"]]
+        if held:
+            best = max(held, key=lambda s: s["deliveries_per_s"])
+            result["saturation"] = {
+                "events_per_s": best["achieved_rate"],
+                "deliveries_per_s": best["deliveries_per_s"],
+                "p99_ms": best["p99_ms"],
+                "bounded_by": "rate cap" if not any(not s["ok"] for s in steps) else "p99",
+            }
+        else:
+            result["saturation"] = {"events_per_s": 0.0, "deliveries_per_s": 0.0, "p99_ms": None, "bounded_by": "p99"}
+
+    def fixed_rates(self, mode: str, n: int) -> list[float]:
+        # The targets: 20 events/s at N = 1000 and 5 events/s at N = 5000 (and 20 there too).
+        if mode == "broadcast" and n >= 5000:
+            return [5.0, 20.0]
+        return [20.0]
+
+    def step(
+        self,
+        publisher: Controlled,
+        servers: list[procs.Server],
+        mode: str,
+        n: int,
+        rate: float,
+        fixed: bool = False,
+    ) -> dict[str, Any]:
+        seconds = self.args.step_seconds
+        seq0 = self.seq
+        self.client.call({"cmd": "window", "lo": seq0})
+        pids = {"servers": [s.pid for s in servers], "client": [self.client.pid], "redis": [self.redis.pid]}
+        pids["publisher"] = [publisher.pid]
+        cpu0 = {role: sum(procs.cpu_seconds(p) for p in ps) for role, ps in pids.items()}
+        wall0 = time.monotonic()
+        self.log(f"step {mode} n={n} rate={rate} starts at {time.time():.2f}")
+        profiler = self.start_profile(servers[0], mode, n, rate) if self.args.profile else None
+        sent = publisher.call(
+            {"cmd": "run", "mode": mode, "sessions": n, "rate": rate, "seconds": seconds, "seq0": seq0},
+            timeout=seconds * 10 + 60,
+        )
+        self.seq = sent["seq_hi"]
+        per_event = n if mode == "broadcast" else 1
+        want = sent["published"] * per_event
+        drained, backlog = self.drain(want)
+        wall = time.monotonic() - wall0
+        cpu = {role: (sum(procs.cpu_seconds(p) for p in ps) - cpu0[role]) / wall * 100 for role, ps in pids.items()}
+        if profiler is not None:
+            profiler.wait(60)
+        stats = self.client.call({"cmd": "stats", "hi": self.seq}, timeout=120)
+        deliveries_per_s = sent["achieved_rate"] * per_event
+        ok = (
+            stats["p99_ms"] <= SATURATION_P99_MS
+            and stats["lost"] == 0
+            and sent["achieved_rate"] >= 0.9 * rate
+            and not sent["errors"]
+        )
+        step = {
+            "rate": rate,
+            "fixed": fixed,
+            "achieved_rate": sent["achieved_rate"],
+            "published": sent["published"],
+            "deliveries_per_s": deliveries_per_s,
+            "publisher_errors": sent["errors"],
+            "drain_seconds": drained,
+            "backlog": backlog,
+            "cpu_percent": cpu,
+            "ok": ok,
+            **stats,
+        }
+        print(
+            f"   {rate:8.2f} ev/s ({deliveries_per_s:9.0f} deliveries/s): p50 {stats['p50_ms']:7.2f}  "
+            f"p99 {stats['p99_ms']:8.2f}  max {stats['max_ms']:8.2f} ms  lost {stats['lost']}  "
+            f"cpu srv {cpu['servers']:.0f}% cli {cpu['client']:.0f}% redis {cpu['redis']:.0f}% "
+            f"pub {cpu['publisher']:.0f}%{'' if ok else '  <- over'}",
+            flush=True,
+        )
+        print(
+            f"              first copy p50 {stats['first_copy_p50_ms']:.2f} p99 {stats['first_copy_p99_ms']:.2f} ms; "
+            f"fan-out spread p50 {stats['spread_p50_ms']:.2f} p99 {stats['spread_p99_ms']:.2f} "
+            f"max {stats['spread_max_ms']:.2f} ms",
+            flush=True,
+        )
+        return step
+
+    def log(self, text: str) -> None:
+        with open(self.workdir / "run.log", "a") as f:
+            f.write(text + "\n")
+
+    def drain(self, want: int) -> tuple[float, bool]:
+        """Wait until every expected delivery arrived, or nothing more arrives for a while."""
+        started = time.monotonic()
+        last, last_change = -1, started
+        while True:
+            got = self.client.call({"cmd": "count"})["received"]
+            now = time.monotonic()
+            if got >= want:
+                return now - started, False
+            if got != last:
+                last, last_change = got, now
+            if now - last_change > self.args.drain_idle or now - started > self.args.drain_timeout:
+                return now - started, now - last_change <= self.args.drain_idle
+            time.sleep(0.05)
+
+    def start_profile(self, server: procs.Server, mode: str, n: int, rate: float) -> subprocess.Popen[bytes] | None:
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        if not Path(spy).exists():
+            print("   (py-spy is not installed: no profile)", flush=True)
+            return None
+        out = self.args.out / "profiles"
+        out.mkdir(parents=True, exist_ok=True)
+        name = out / f"{server.name}-{mode}-{n}-{rate:g}.txt"
+        args = [spy, "record", "--pid", str(server.pid), "--duration", str(int(self.args.step_seconds))]
+        args += ["--rate", "250", "--format", "raw", "--output", str(name), "--nonblocking"]
+        return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = ""
+    try:
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f"{kib / 1024 / 1024:.1f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    redis_version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.strip()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory": memory,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "redis": redis_version.split(" sha=")[0],
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="N = 1000 only, short steps (1-2 minutes)")
+    parser.add_argument("--systems", default="product,raw,naive")
+    parser.add_argument("--modes", default="broadcast,session")
+    parser.add_argument("--sizes", default=None, help="comma-separated N (default 1000,5000; --quick: 1000)")
+    parser.add_argument("--step-seconds", type=float, default=None, help="seconds of publishing per step")
+    parser.add_argument("--max-steps", type=int, default=None, help="saturation-search steps per scenario")
+    parser.add_argument("--min-rate", type=float, default=0.5)
+    parser.add_argument("--max-rate", type=float, default=20000.0)
+    parser.add_argument("--settle", type=float, default=2.0, help="seconds idle before RSS is read")
+    parser.add_argument("--drain-idle", type=float, default=2.0)
+    parser.add_argument("--drain-timeout", type=float, default=30.0)
+    parser.add_argument("--connect-concurrency", type=int, default=64)
+    parser.add_argument(
+        "--clock",
+        choices=["kernel", "user"],
+        default="kernel",
+        help="arrival time: the kernel's receive timestamp of the socket, or time.time() when read",
+    )
+    parser.add_argument("--client-sched", choices=["idle", "batch", "normal"], default="batch")
+    parser.add_argument("--client-nice", type=int, default=0)
+    parser.add_argument("--client-loop", choices=["uvloop", "asyncio"], default="uvloop")
+    parser.add_argument("--profile", action="store_true", help="py-spy record one product server at every step")
+    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the product servers")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--tag", default="", help="appended to the result file names")
+    args = parser.parse_args(argv)
+    args.sizes = [int(x) for x in (args.sizes or ("1000" if args.quick else "1000,5000")).split(",")]
+    args.step_seconds = args.step_seconds or (2.0 if args.quick else 3.0)
+    args.max_steps = args.max_steps if args.max_steps is not None else (4 if args.quick else 6)
+    args.product_env = dict(item.split("=", 1) for item in args.env)
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    procs.raise_file_limit()
+    args.out.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="sse-bench-"))
+    started = dt.datetime.now()
+    print(f"bench: logs in {workdir}", flush=True)
+    run = Run(args, workdir)
+    try:
+        run.migrate()
+        for mode in args.modes.split(","):
+            for n in args.sizes:
+                for system in args.systems.split(","):
+                    run.scenarios.append(run.scenario(system, mode, n))
+    finally:
+        run.close()
+    results = {
+        "started": started.isoformat(timespec="seconds"),
+        "seconds": (dt.datetime.now() - started).total_seconds(),
+        "machine": machine(),
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "scenarios": run.scenarios,
+    }
+    stem = started.strftime("%Y-%m-%d") + (f"-{args.tag}" if args.tag else "")
+    path = args.out / f"{stem}.json"
+    path.write_text(json.dumps(results, indent=1))
+    table = report.markdown(results)
+    (args.out / f"{stem}.md").write_text(table)
+    chart = report.chart(results, args.out / f"{stem}.png")
+    print("\n" + table)
+    print(f"results: {path}" + (f", chart: {chart}" if chart else " (no chart: matplotlib is not installed)"))
+
+
+if __name__ == "__main__":
+    main()
