@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 from realtime import sse
-from realtime.envelope import InvalidEvent, dumps, parse_incoming, system_event
+from realtime.envelope import InvalidEvent, dumps, parse_event_id, parse_incoming, system_event
+from realtime.history import Resume
 from realtime.presence import Presence
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,13 @@ class Hub:
         self.subscribers: dict[str, set[Subscriber]] = {}
         self._channel_locks: dict[str, asyncio.Lock] = {}
         self._heartbeat_task: asyncio.Task[None] | None = None
+        # The id of the last event delivered (ids are one sequence per bus): where a replay
+        # after a lost connection starts.
+        self.last_seen: str | None = None
+        # Channels being replayed after a reconnect: their live messages wait here.
+        self._healing: dict[str, list[bytes | str]] = {}
+        # Who was subscribed when the bus connection was lost: only they missed anything.
+        self._lost_snapshot: set[Subscriber] | None = None
 
     # --- membership ---------------------------------------------------------------
 
@@ -120,11 +128,16 @@ class Hub:
         members = self.subscribers.get(channel)
         if not members:
             return
+        if self._healing and channel in self._healing:
+            self._healing[channel].append(raw)
+            return
         encoded = encode(raw, channel)
         if encoded is None:
             return
         frame, event = encoded
         stats["events"] += 1
+        if "id" in event:
+            self.last_seen = event["id"]
         for subscriber in tuple(members):
             subscriber.push(frame, event)
 
@@ -138,11 +151,16 @@ class Hub:
             members = self.subscribers.get(channel)
             if not members:
                 continue
+            if self._healing and channel in self._healing:
+                self._healing[channel].append(raw)
+                continue
             encoded = encode(raw, channel)
             if encoded is None:
                 continue
             frame, event = encoded
             stats["events"] += 1
+            if "id" in event:
+                self.last_seen = event["id"]
             for subscriber in members:
                 frames, events = pending.setdefault(subscriber, ([], []))
                 frames.append(frame)
@@ -152,6 +170,76 @@ class Hub:
                 subscriber.push(frames[0], events[0])
             else:
                 subscriber.push_many(frames, events)
+
+    # --- healing after the bus connection came back ------------------------------------
+
+    def mark_lost(self) -> None:
+        """The bus connection failed: remember who was listening (they may miss events)."""
+        if self._lost_snapshot is None:
+            self._lost_snapshot = {s for members in self.subscribers.values() for s in members}
+
+    async def heal(self, channels: list[str], read: Callable[[list[str], str], Awaitable[Resume]]) -> None:
+        """Replay what `channels` missed while the subscription was down, then go on live.
+
+        Messages are read in publish order, which is id order, so everything after the last
+        id this hub saw (`last_seen`, on any channel) is what was missed. Live messages that
+        arrive meanwhile are held and released after the replay without duplicates. If the
+        gap cannot be closed (history trimmed, Redis restarted empty, nothing seen yet), the
+        subscribers get a `reset` and reload their state.
+        """
+        channels = [c for c in channels if c in self.subscribers and c not in self._healing]
+        if not channels:
+            return
+        for channel in channels:
+            self._healing[channel] = []
+        since = self.last_seen
+        try:
+            if since is None:
+                resume = Resume(reset=True, reason="the connection to the bus was lost")
+            else:
+                resume = await read(channels, since)
+        except Exception as exc:  # noqa: BLE001 - any failure: the gap cannot be ruled out
+            logger.warning("could not replay %s after a reconnect: %s", channels, exc)
+            resume = Resume(reset=True, reason="the connection to the bus was lost")
+        held = {channel: self._healing.pop(channel, []) for channel in channels}
+        # Streams opened after the loss resumed on their own; only the others missed events.
+        targets = self._lost_snapshot or set()
+        self._lost_snapshot = None
+        if resume.reset:
+            stats["heal_resets"] += 1
+            logger.warning("reset for %d subscriber channel(s) after a reconnect: %s", len(channels), resume.reason)
+            self._push_reset(channels, resume.reason, targets)
+        else:
+            stats["heal_replayed"] += len(resume.events)
+            logger.info("replayed %d missed event(s) on %s after a reconnect", len(resume.events), channels)
+            for stored in resume.events:
+                encoded = encode(stored.envelope, stored.channel)
+                if encoded is None:
+                    continue
+                self.last_seen = stored.id
+                for subscriber in tuple(self.subscribers.get(stored.channel, ())):
+                    if subscriber in targets:
+                        subscriber.push(*encoded)
+        cut = parse_event_id(self.last_seen) if self.last_seen else None
+        for channel, messages in held.items():
+            for raw in messages:
+                encoded = encode(raw, channel)
+                if encoded is None:
+                    continue
+                event_id = encoded[1].get("id")
+                if cut is not None and event_id is not None and parse_event_id(event_id) <= cut:
+                    continue  # already replayed from history
+                self.deliver(channel, raw)
+
+    def _push_reset(self, channels: list[str], reason: str, targets: set[Subscriber]) -> None:
+        done: set[Subscriber] = set()
+        for channel in channels:
+            event = system_event("reset", channel, {"reason": reason})
+            frame = sse.frame(dumps(event), event="reset")
+            for subscriber in tuple(self.subscribers.get(channel, ())):
+                if subscriber in targets and subscriber not in done:
+                    done.add(subscriber)
+                    subscriber.push(frame, event)
 
     # --- heartbeat ------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from django.conf import settings
 from redis import asyncio as aioredis
 
 from realtime.channels import BROADCAST, group_to_channel
-from realtime.envelope import Draft, InvalidEvent, draft, parse_incoming
+from realtime.envelope import Draft, InvalidEvent, draft, parse_event_id, parse_incoming
 from realtime.history import ChannelHistoryState, MemoryHistory, Resume, StoredEvent, decide_resume
 from realtime.hub import Hub
 from realtime.presence import Presence, online_from_memory, online_from_redis
@@ -41,6 +41,9 @@ ORIGIN_KEY = "sse:origin"  # the first id of this Redis's life: older ids cannot
 HISTORY_PREFIX = "sse:history:"
 # How long a new subscription may wait for Redis to confirm it before the stream is refused.
 SUBSCRIBE_TIMEOUT = 5.0
+# Pause between reconnection attempts: short, since the contract wants delivery back within
+# 5 s of Redis returning, but not a busy loop while it is down.
+RECONNECT_PAUSE = 0.5
 # Messages read from the pub/sub socket in one go before they are fanned out together.
 MAX_BATCH = 256
 
@@ -130,6 +133,8 @@ class SSEShardConnection(RedisSingleShardConnection):
     def __init__(self, host: dict[str, Any], channel_layer: RedisSSELoopLayer) -> None:
         super().__init__(host, channel_layer)
         self._confirmations: dict[str, asyncio.Future[None]] = {}
+        self._lost = False  # the pub/sub connection failed; set until it delivers again
+        self._heal_task: asyncio.Future[None] | None = None
         self._publish: Any = None
         self._cursor: Any = None
 
@@ -193,15 +198,34 @@ class SSEShardConnection(RedisSingleShardConnection):
                         message = await self._pubsub.get_message(ignore_subscribe_messages=False, timeout=0)
                     if message is not None:
                         batch.append(message)
+                    if self._lost:
+                        # get_message reconnected and redis-py re-subscribed every channel:
+                        # replay what was published meanwhile (or reset the subscribers).
+                        self._lost = False
+                        logger.warning("the Redis pub/sub connection to %s is back", self._where())
+                        self._heal_task = asyncio.ensure_future(self._heal())
                     if batch:
                         self._handle_batch(batch)
                 else:
                     await asyncio.sleep(0.1)
-            except (TimeoutError, asyncio.CancelledError, GeneratorExit):
+            except (asyncio.CancelledError, GeneratorExit):
                 raise
-            except BaseException:
-                logger.exception("unexpected error in the Redis receive loop")
-                await asyncio.sleep(1)
+            except Exception as exc:  # noqa: BLE001 - the loop must outlive any Redis failure
+                if not self._lost:
+                    logger.warning("lost the Redis pub/sub connection to %s: %s", self._where(), exc)
+                    self.channel_layer.hub.mark_lost()
+                self._lost = True
+                await asyncio.sleep(RECONNECT_PAUSE)
+
+    def _where(self) -> str:
+        return str(self.host.get("address", self.host.get("host", "redis")))
+
+    async def _heal(self) -> None:
+        layer = self.channel_layer
+        try:
+            await layer.hub.heal(sorted(self._subscribed_to), layer.resume)
+        except Exception:
+            logger.exception("replaying missed events after a reconnect failed")
 
     def _handle_batch(self, batch: list[dict[str, Any]]) -> None:
         layer = self.channel_layer
@@ -248,7 +272,13 @@ class RedisSSELoopLayer(RedisPubSubLoopLayer):
         return await self._get_shard(item.channel).publish_event(item, self.history_size)
 
     async def subscribe_channel(self, channel: str) -> None:
-        await self._get_shard(channel).subscribe(channel)
+        shard = self._get_shard(channel)
+        await shard.subscribe(channel)
+        if self.hub.last_seen is None:
+            # Where a replay after a lost connection would start if no event has arrived yet.
+            cursor = await shard.cursor()
+            if self.hub.last_seen is None or parse_event_id(cursor) > parse_event_id(self.hub.last_seen):
+                self.hub.last_seen = cursor
 
     async def unsubscribe_channel(self, channel: str) -> None:
         await self._get_shard(channel).unsubscribe(channel)
