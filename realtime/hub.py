@@ -123,21 +123,29 @@ class Hub:
 
     # --- delivery -------------------------------------------------------------------
 
+    def _accept(self, channel: str, raw: bytes | str) -> tuple[bytes, dict[str, Any]] | None:
+        """Encode one message for delivery, or hold it while its channel heals; None: skip."""
+        if self._healing and channel in self._healing:
+            self._healing[channel].append(raw)
+            return None
+        encoded = encode(raw, channel)
+        if encoded is None:
+            return None
+        stats["events"] += 1
+        event_id = encoded[1].get("id")
+        if event_id is not None:
+            self.last_seen = event_id
+        return encoded
+
     def deliver(self, channel: str, raw: bytes | str) -> None:
         """One message from the bus: encode once, hand the bytes to every local subscriber."""
         members = self.subscribers.get(channel)
         if not members:
             return
-        if self._healing and channel in self._healing:
-            self._healing[channel].append(raw)
-            return
-        encoded = encode(raw, channel)
+        encoded = self._accept(channel, raw)
         if encoded is None:
             return
         frame, event = encoded
-        stats["events"] += 1
-        if "id" in event:
-            self.last_seen = event["id"]
         for subscriber in tuple(members):
             subscriber.push(frame, event)
 
@@ -151,16 +159,10 @@ class Hub:
             members = self.subscribers.get(channel)
             if not members:
                 continue
-            if self._healing and channel in self._healing:
-                self._healing[channel].append(raw)
-                continue
-            encoded = encode(raw, channel)
+            encoded = self._accept(channel, raw)
             if encoded is None:
                 continue
             frame, event = encoded
-            stats["events"] += 1
-            if "id" in event:
-                self.last_seen = event["id"]
             for subscriber in members:
                 frames, events = pending.setdefault(subscriber, ([], []))
                 frames.append(frame)

@@ -118,6 +118,21 @@ def _draft_from_group_message(channel: str, message: dict[str, Any]) -> Draft:
     return draft(channel, event.get("type"), event.get("payload"), event.get("source"))  # type: ignore[arg-type]
 
 
+class SSEGroupSend:
+    """`group_send` to an SSE channel's group (`sse.session.x`) goes through the bus's publish
+    path (validated, given an id, kept in history); other groups behave as stock Channels."""
+
+    async def publish_event(self, item: Draft) -> str:
+        raise NotImplementedError
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        channel = group_to_channel(group)
+        if channel is None:
+            await super().group_send(group, message)  # type: ignore[misc]
+        else:
+            await self.publish_event(_draft_from_group_message(channel, message))
+
+
 def _history_size(value: int | None) -> int:
     return settings.SSE_HISTORY_SIZE if value is None else value
 
@@ -246,7 +261,7 @@ class SSEShardConnection(RedisSingleShardConnection):
             layer.hub.deliver_batch(sse_messages)
 
 
-class RedisSSELoopLayer(RedisPubSubLoopLayer):
+class RedisSSELoopLayer(SSEGroupSend, RedisPubSubLoopLayer):
     def __init__(self, hosts: Any = None, history_size: int | None = None, **kwargs: Any) -> None:
         super().__init__(hosts=hosts, **kwargs)
         self.history_size = _history_size(history_size)
@@ -260,13 +275,6 @@ class RedisSSELoopLayer(RedisPubSubLoopLayer):
 
     def _get_group_channel_name(self, group: str) -> str:
         return group_to_channel(group) or super()._get_group_channel_name(group)
-
-    async def group_send(self, group: str, message: dict[str, Any]) -> None:
-        channel = group_to_channel(group)
-        if channel is None:
-            await super().group_send(group, message)
-        else:
-            await self.publish_event(_draft_from_group_message(channel, message))
 
     async def publish_event(self, item: Draft) -> str:
         return await self._get_shard(item.channel).publish_event(item, self.history_size)
@@ -419,7 +427,7 @@ def _sync_redis(host: dict[str, Any]) -> redis.Redis:
 # ---------------------------------------------------------------------------------------
 
 
-class MemorySSEChannelLayer(InMemoryChannelLayer):
+class MemorySSEChannelLayer(SSEGroupSend, InMemoryChannelLayer):
     """The embedded default: the in-memory layer with a ring-buffer history. One process only."""
 
     def __init__(self, history_size: int | None = None, **kwargs: Any) -> None:
@@ -444,13 +452,6 @@ class MemorySSEChannelLayer(InMemoryChannelLayer):
 
     async def unsubscribe_channel(self, channel: str) -> None:
         """Nothing to do, as above."""
-
-    async def group_send(self, group: str, message: dict[str, Any]) -> None:
-        channel = group_to_channel(group)
-        if channel is None:
-            await super().group_send(group, message)
-        else:
-            await self.publish_event(_draft_from_group_message(channel, message))
 
     async def publish_event(self, item: Draft) -> str:
         return self.publish_event_sync(item)
