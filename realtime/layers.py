@@ -486,9 +486,10 @@ class MemorySSEChannelLayer(SSEGroupSend, InMemoryChannelLayer):
     def _feed_stock_consumers(self, stored: StoredEvent) -> None:
         message = {"type": "sse.event", "event": parse_incoming(stored.envelope, stored.channel)}
         for channel_name in list(self.groups.get(stored.channel.replace(":", "."), ())):
-            queue = self.channels.get(channel_name)
-            # The stock in-memory layer queues (expiry, message) pairs.
-            if queue is not None and not queue.full():
+            # As the stock layer's send(): the queue may not exist before the first receive,
+            # and it holds (expiry, message) pairs. A full queue drops, as group_send does.
+            queue = self.channels.setdefault(channel_name, asyncio.Queue(maxsize=self.get_capacity(channel_name)))
+            if not queue.full():
                 queue.put_nowait((time.time() + self.expiry, message))
 
     async def cursor(self, channel: str = BROADCAST) -> str:
