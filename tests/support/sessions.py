@@ -3,19 +3,15 @@
 
 from __future__ import annotations
 
-import http.cookiejar
 import json
-import re
 import sqlite3
-import urllib.error
-import urllib.parse
-import urllib.request
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from tests.support.procs import run_python
+from tests.support import procs
+from tests.support.procs import request, run_python
 
 ROW_SQL = """
 SELECT s.name, s.status, u.username, s.reason, s.escalated_at, s.accepted_at, s.closed_at, s.last_event_id
@@ -26,11 +22,6 @@ FROM dashboard_chatsession s LEFT JOIN auth_user u ON u.id = s.agent_id WHERE s.
 def unique(prefix: str) -> str:
     """A session or agent name no other test uses (the process tests share one database)."""
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
 
 
 @dataclass
@@ -46,30 +37,11 @@ class Agent:
         return f"sessionid={self.sessionid}; csrftoken={self.csrftoken}"
 
     def post(self, url: str, body: Any = None, csrf: bool = True) -> tuple[int, Any]:
-        data = b"" if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(url, data=data, method="POST")
-        req.add_header("Content-Type", "application/json")
-        req.add_header("Cookie", self.cookie)
-        if csrf:
-            req.add_header("X-CSRFToken", self.csrftoken)
-        return _send(req)
+        headers = {"Cookie": self.cookie, **({"X-CSRFToken": self.csrftoken} if csrf else {})}
+        return request("POST", url, b"" if body is None else body, token=None, headers=headers)
 
     def get(self, url: str) -> tuple[int, Any]:
-        req = urllib.request.Request(url)
-        req.add_header("Cookie", self.cookie)
-        return _send(req)
-
-
-def _send(req: urllib.request.Request) -> tuple[int, Any]:
-    try:
-        with urllib.request.urlopen(req, timeout=15) as response:
-            status, raw = response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        status, raw = exc.code, exc.read()
-    try:
-        return status, json.loads(raw)
-    except ValueError:
-        return status, raw.decode(errors="replace")
+        return request("GET", url, token=None, headers={"Cookie": self.cookie})
 
 
 def create_agents(env: dict[str, str], *usernames: str, password: str = "pw-for-tests") -> None:
@@ -80,21 +52,7 @@ def create_agents(env: dict[str, str], *usernames: str, password: str = "pw-for-
 
 def login(base_url: str, username: str, password: str = "pw-for-tests") -> Agent:
     """Log in over HTTP as a browser does: GET the form, POST it with the CSRF token."""
-    jar = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), _NoRedirect())
-    with opener.open(base_url + "/accounts/login/", timeout=15) as response:
-        page = response.read().decode()
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
-    assert token, "the login page has no CSRF token"
-    form = urllib.parse.urlencode(
-        {"username": username, "password": password, "csrfmiddlewaretoken": token.group(1)}
-    ).encode()
-    try:
-        opener.open(base_url + "/accounts/login/", data=form, timeout=15)
-    except urllib.error.HTTPError as exc:
-        assert exc.code == 302, f"login of {username} failed with {exc.code}"
-    cookies = {c.name: c.value for c in jar}
-    assert "sessionid" in cookies, f"login of {username} failed: no session cookie"
+    cookies = procs.login(base_url, username, password)
     return Agent(username, cookies["sessionid"], cookies["csrftoken"])
 
 
