@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -203,11 +204,11 @@ def stream_app() -> Any:
     """
     with_cookie = AuthMiddlewareStack(SSEConsumer.as_asgi())
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    def app(scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[None]:
+        # A plain function handing over the coroutine: no frame of its own for the stream's
+        # lifetime. One consumer instance per request, as as_asgi() makes.
         if _header(scope, b"authorization"):
-            # One consumer instance per request, as as_asgi() makes, minus its wrapper frame.
-            await SSEConsumer()(scope, receive, send)
-        else:
-            await with_cookie(scope, receive, send)
+            return SSEConsumer()(scope, receive, send)
+        return with_cookie(scope, receive, send)
 
     return app

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 from realtime.errors import error_body
 
 MAX_BODY_BYTES = 64 * 1024
+
+
+def _may_have_body(scope: dict[str, Any]) -> bool:
+    """False for a GET or HEAD over HTTP/1.x without Content-Length or Transfer-Encoding.
+
+    HTTP/1.x framing gives such a request no body at all (RFC 9112, 6.3); every other
+    request goes through the limit.
+    """
+    if scope.get("method") not in ("GET", "HEAD") or scope.get("http_version") not in ("1.0", "1.1"):
+        return True
+    return any(name in (b"content-length", b"transfer-encoding") for name, _ in scope.get("headers", []))
 
 
 class BodyLimitMiddleware:
@@ -17,10 +29,14 @@ class BodyLimitMiddleware:
         self.app = app
         self.limit = limit
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[None]:
+        if scope["type"] != "http" or not _may_have_body(scope):
+            # Nothing to limit: hand over the app's own coroutine, with no wrappers and no
+            # frame of ours, which an SSE stream would keep alive (~0.6 KiB) while it is open.
+            return self.app(scope, receive, send)
+        return self._limited(scope, receive, send)
+
+    async def _limited(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None:
             try:

@@ -99,3 +99,17 @@ async def _login(username: str) -> str:
     from asgiref.sync import sync_to_async
 
     return str(await sync_to_async(login_cookie)(username))
+
+
+def test_only_a_bodiless_http1_get_or_head_skips_the_body_limit() -> None:
+    from realtime.middleware import _may_have_body
+
+    def scope(method: str, version: str = "1.1", headers: list[tuple[bytes, bytes]] | None = None) -> dict[str, Any]:
+        return {"type": "http", "method": method, "http_version": version, "headers": headers or []}
+
+    assert not _may_have_body(scope("GET"))
+    assert not _may_have_body(scope("HEAD", "1.0"))
+    assert _may_have_body(scope("GET", headers=[(b"content-length", b"10")]))
+    assert _may_have_body(scope("GET", headers=[(b"transfer-encoding", b"chunked")]))
+    assert _may_have_body(scope("GET", "2"))
+    assert _may_have_body(scope("POST"))
