@@ -9,6 +9,7 @@ subscriber's `push` is a write of ready bytes, never JSON work, never a task.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
@@ -51,6 +52,18 @@ def encode(raw: bytes | str, channel: str) -> tuple[bytes, dict[str, Any]] | Non
     return sse.frame(dumps(event), event=event["type"], event_id=event.get("id")), event
 
 
+def freeze_startup_objects() -> None:
+    """Put everything alive before the first hub (Django, URLconf, modules) out of the GC's way.
+
+    Profiled at 2500 streams per process, a full collection took 100-230 ms, mostly scanning
+    objects that live as long as the process anyway; with them frozen it scans the streams'
+    own objects only. Once per process.
+    """
+    if not stats["gc_frozen"]:
+        stats["gc_frozen"] = gc.get_freeze_count() + 1
+        gc.freeze()
+
+
 class Hub:
     """Local subscribers of one event loop, by channel."""
 
@@ -70,6 +83,7 @@ class Hub:
         self._healing: dict[str, list[bytes | str]] = {}
         # Who was subscribed when the bus connection was lost: only they missed anything.
         self._lost_snapshot: set[Subscriber] | None = None
+        freeze_startup_objects()
 
     # --- membership ---------------------------------------------------------------
 
@@ -154,19 +168,34 @@ class Hub:
         if len(messages) == 1:
             self.deliver(*messages[0])
             return
-        pending: dict[Subscriber, tuple[list[bytes], list[dict[str, Any]]]] = {}
+        accepted: list[tuple[str, bytes, dict[str, Any]]] = []
         for channel, raw in messages:
-            members = self.subscribers.get(channel)
-            if not members:
+            if not self.subscribers.get(channel):
                 continue
             encoded = self._accept(channel, raw)
-            if encoded is None:
-                continue
-            frame, event = encoded
-            for subscriber in members:
-                frames, events = pending.setdefault(subscriber, ([], []))
-                frames.append(frame)
-                events.append(event)
+            if encoded is not None:
+                accepted.append((channel, *encoded))
+        if not accepted:
+            return
+        channel = accepted[0][0]
+        if all(item[0] == channel for item in accepted):
+            # A burst on one channel (the broadcast case): every subscriber gets the same
+            # two lists, so no containers per subscriber for the GC to chase at 5000.
+            frames = [item[1] for item in accepted]
+            events = [item[2] for item in accepted]
+            for subscriber in tuple(self.subscribers.get(channel, ())):
+                if len(frames) == 1:
+                    subscriber.push(frames[0], events[0])
+                else:
+                    subscriber.push_many(frames, events)
+            return
+        # Several channels: each subscriber gets its frames in arrival (= id) order.
+        pending: dict[Subscriber, tuple[list[bytes], list[dict[str, Any]]]] = {}
+        for channel, frame, event in accepted:
+            for subscriber in self.subscribers.get(channel, ()):
+                mine = pending.setdefault(subscriber, ([], []))
+                mine[0].append(frame)
+                mine[1].append(event)
         for subscriber, (frames, events) in pending.items():
             if len(frames) == 1:
                 subscriber.push(frames[0], events[0])
