@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.http import require_GET
 
 from realtime.api import api, json_body, ok
 from realtime.auth import Principal
@@ -51,8 +50,10 @@ def api_not_found(request: HttpRequest) -> HttpResponse:
     return error_response(ApiError(404, f"no endpoint at {request.path[:200]}"))
 
 
-@require_GET
 def healthz(request: HttpRequest) -> HttpResponse:
+    """Anyone may ask: the layer in use and whether Redis answers."""
+    if request.method not in ("GET", "HEAD"):
+        return error_response(ApiError(405, "use GET"))
     layer = get_layer()
     try:
         reachable = layer.ping_sync()
