@@ -118,10 +118,18 @@ class Hub:
     async def _ensure_subscribed(self, channel: str) -> None:
         # One lock per channel orders subscribe and unsubscribe, so a subscriber that
         # arrives while the last one is leaving never ends up deaf.
-        lock = self._channel_locks.setdefault(channel, asyncio.Lock())
-        async with lock:
-            if channel in self.subscribers:
-                await self.backend.subscribe_channel(channel)
+        lock = self._channel_locks.get(channel)
+        if lock is None:
+            lock = self._channel_locks[channel] = asyncio.Lock()
+        try:
+            async with lock:
+                if channel in self.subscribers:
+                    await self.backend.subscribe_channel(channel)
+        finally:
+            # Kept only while held or awaited: an idle lock per channel adds up at thousands
+            # of session channels.
+            if not lock.locked() and not getattr(lock, "_waiters", True) and self._channel_locks.get(channel) is lock:
+                del self._channel_locks[channel]
 
     async def _release(self, channel: str) -> None:
         lock = self._channel_locks.setdefault(channel, asyncio.Lock())
