@@ -52,6 +52,7 @@ class Stats:
         self.lo = 1 << 62  # nothing counts until the first window
         self.latencies = array("d")
         self.seqs = array("q")
+        self.stamps: dict[int, float] = {}  # seq -> the publisher's timestamp
         self.received = 0
 
 
@@ -116,8 +117,11 @@ class Conn:
             at = data.find(STAMP, end)
             comma = data.find(b",", at)
             if seq >= stats.lo:
-                stats.latencies.append(now - float(data[at + 12 : comma]))
+                stamp = float(data[at + 12 : comma])
+                stats.latencies.append(now - stamp)
                 stats.seqs.append(seq)
+                if seq not in stats.stamps:
+                    stats.stamps[seq] = stamp
                 self.count += 1
                 stats.received += 1
             pos = data.find(SEQ, comma, cut)
@@ -200,6 +204,7 @@ class Client:
         self.stats.lo = lo
         self.stats.latencies = array("d")
         self.stats.seqs = array("q")
+        self.stats.stamps = {}
         self.stats.received = 0
         for conn in self.conns:
             conn.count = 0
@@ -256,6 +261,11 @@ class Client:
             "spread_p50_ms": percentile(spreads, 0.5) * ms,
             "spread_p99_ms": percentile(spreads, 0.99) * ms,
             "spread_max_ms": (spreads[-1] * ms) if spreads else float("nan"),
+            # The slowest events: when they were published, and when their first and last copy arrived.
+            "slowest": [
+                {"seq": s, "published": self.stats.stamps.get(s), "first_ms": first[s] * ms, "last_ms": last[s] * ms}
+                for s in sorted(last, key=lambda s: last[s], reverse=True)[:5]
+            ],
         }
 
     async def close(self) -> dict[str, Any]:

@@ -38,6 +38,24 @@ def _step(scenario: dict[str, Any] | None, rate: float) -> dict[str, Any] | None
     return None
 
 
+def _common_rate(scenarios: dict[str, dict[str, Any] | None]) -> float | None:
+    """Where the systems' costs compare: the highest rate every one of them held (p99 <= 100 ms),
+    else the lowest fixed rate every one of them ran with nothing lost."""
+    ran = [sc for sc in scenarios.values() if sc is not None and sc.get("steps")]
+    if not ran:
+        return None
+    held = set.intersection(*({s["rate"] for s in sc["steps"] if s["ok"]} for sc in ran))
+    if held:
+        return max(held)
+    fixed = set.intersection(*({s["rate"] for s in sc["steps"] if s["fixed"] and not s["lost"]} for sc in ran))
+    return min(fixed) if fixed else None
+
+
+def _cpu_at(scenario: dict[str, Any] | None, rate: float | None) -> float | None:
+    step = next((st for st in (scenario or {}).get("steps", []) if st["rate"] == rate), None)
+    return step.get("server_us_per_delivery") if step else None
+
+
 def _lost_below_saturation(scenario: dict[str, Any] | None) -> float | None:
     if scenario is None or not scenario.get("steps"):
         return None
@@ -73,6 +91,12 @@ def metrics(results: dict[str, Any], mode: str, n: int) -> list[tuple[str, dict[
     for key, name in (("events_per_s", "events/s"), ("deliveries_per_s", "deliveries/s")):
         values = {s: (sc["saturation"][key] if sc and "saturation" in sc else None) for s, sc in scenarios.items()}
         rows.append((f"saturation (p99 <= 100 ms), {name}", values, 1))
+    values = {s: (sc.get("capacity_deliveries_per_s") if sc else None) for s, sc in scenarios.items()}
+    rows.append(("capacity (all delivered, p99 <= 1 s), deliveries/s", values, 1))
+    common = _common_rate(scenarios)
+    if common is not None:
+        values = {system: _cpu_at(sc, common) for system, sc in scenarios.items()}
+        rows.append((f"server CPU per delivery at {common:g} events/s (us)", values, 1))
     values = {s: (sc["setup"]["rate_per_s"] if sc and "setup" in sc else None) for s, sc in scenarios.items()}
     rows.append(("connection set-up rate (streams/s)", values, 0))
     values = {s: (sc.get("rss_kib_per_conn") if sc else None) for s, sc in scenarios.items()}
@@ -134,14 +158,39 @@ def targets(results: dict[str, Any]) -> list[str]:
                 continue
             value = ours["saturation"]["deliveries_per_s"]
             base = naive["saturation"]["deliveries_per_s"]
+            measure = "saturation"
+            if not base:
+                # (b) never held p99 <= 100 ms at any rate tried: compare what each delivers
+                # in full with p99 under a second instead, and say so.
+                value, base = ours.get("capacity_deliveries_per_s", 0.0), naive.get("capacity_deliveries_per_s", 0.0)
+                measure = "capacity (p99 <= 1 s; (b) never held p99 <= 100 ms)"
             factor = value / base if base else math.inf
             of_raw = ""
-            if raw and raw.get("saturation", {}).get("deliveries_per_s"):
-                of_raw = f"; {value / raw['saturation']['deliveries_per_s']:.0%} of (a)"
+            raw_value = (raw or {}).get("saturation", {}).get("deliveries_per_s") if measure == "saturation" else None
+            if measure != "saturation" and raw:
+                raw_value = raw.get("capacity_deliveries_per_s")
+            if raw_value:
+                of_raw = f"; {value / raw_value:.0%} of (a)"
+            bound = ours["saturation"].get("bounded_by", "p99")
+            outcome = verdict(factor >= TARGET_SATURATION_VS_NAIVE, f"{TARGET_SATURATION_VS_NAIVE - factor:.1f}x")
+            bounded = ""
+            if bound in ("publisher", "rate cap"):
+                bounded = {
+                    "publisher": " (publisher-bound: the servers held every rate the publisher reached)",
+                    "rate cap": " (the servers held every rate tried)",
+                }[bound]
+                if factor < TARGET_SATURATION_VS_NAIVE:
+                    rate = _common_rate({s: _find(results, s, mode, n) for s in SYSTEMS})
+                    ours_cpu, naive_cpu = _cpu_at(ours, rate), _cpu_at(naive, rate)
+                    cost = f"{naive_cpu / ours_cpu:.1f}x" if ours_cpu and naive_cpu else "?"
+                    outcome = (
+                        f"not reached here: the product's saturation point lies beyond what this run could "
+                        f"offer; server CPU per delivery at {rate:g} events/s is {cost} lower than (b)'s"
+                    )
             out.append(
-                f"| saturation >= {TARGET_SATURATION_VS_NAIVE:g}x (b), {MODES[mode]}, N = {n} | "
-                f"{_fmt(value, 0)} deliveries/s = {factor:.1f}x (b){of_raw} | "
-                f"{verdict(factor >= TARGET_SATURATION_VS_NAIVE, f'{TARGET_SATURATION_VS_NAIVE - factor:.1f}x')} |"
+                f"| {measure} >= {TARGET_SATURATION_VS_NAIVE:g}x (b), {MODES[mode]}, N = {n} | "
+                f"{_fmt(value, 0)} vs {_fmt(base, 0)} deliveries/s = {factor:.1f}x (b){of_raw}{bounded} | "
+                f"{outcome} |"
             )
     for scenario in results["scenarios"]:
         if scenario["system"] == "product" and scenario.get("rss_kib_per_conn") is not None:

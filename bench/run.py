@@ -208,6 +208,13 @@ class Run:
         steps = result["steps"]
         for rate in fixed:
             steps.append(self.step(publisher, servers, mode, n, rate, fixed=True))
+            if steps[-1]["backlog"]:
+                result["note"] = f"still delivering a backlog {self.args.drain_timeout:g}s after the {rate:g}/s step"
+                self.finish(result, steps)
+                return
+        # Never below an eighth of the lowest fixed rate: a system that misses the line there
+        # has no saturation point worth the minutes a further search would take.
+        floor = max(self.args.min_rate, min(fixed) / 8)
         # Saturation search: double while p99 stays under the line, halve while it does not,
         # then one step between the last rate that held and the first that did not.
         good = [s["rate"] for s in steps if s["ok"]]
@@ -217,13 +224,13 @@ class Run:
             # One delivery per event: start where fan-out to N starts to matter.
             rate = max(rate, self.args.session_ramp_start)
         for _ in range(self.args.max_steps):
-            if (good and rate <= max(good)) or (bad and rate >= min(bad)) or rate < self.args.min_rate:
+            if (good and rate <= max(good)) or (bad and rate >= min(bad)) or rate < floor:
                 break
             if rate > self.args.max_rate:
                 break
             step = self.step(publisher, servers, mode, n, rate)
             steps.append(step)
-            if step.get("backlog"):
+            if step["backlog"] or step["lost"]:
                 break  # what is still queued would pollute any further step
             if step["publisher_bound"]:
                 break  # the publisher, not the servers, is the limit here
@@ -235,6 +242,13 @@ class Run:
                     continue
                 break
             rate = rate * 2 if step["ok"] else rate / 2
+        self.finish(result, steps)
+
+    def finish(self, result: dict[str, Any], steps: list[dict[str, Any]]) -> None:
+        """The saturation point and the capacity of a scenario, from its steps."""
+        # Capacity: the most deliveries/s that arrived in full with p99 under a second.
+        kept = [s for s in steps if s["lost"] == 0 and s["p99_ms"] <= 1000 and s["achieved_rate"] >= 0.9 * s["rate"]]
+        result["capacity_deliveries_per_s"] = max((s["deliveries_per_s"] for s in kept), default=0.0)
         held = [s for s in steps if s["ok"] or s["publisher_bound"]]
         if held:
             best = max(held, key=lambda s: s["deliveries_per_s"])
@@ -271,6 +285,7 @@ class Run:
         pids = {"servers": [s.pid for s in servers], "client": [self.client.pid], "redis": [self.redis.pid]}
         pids["publisher"] = [publisher.pid]
         cpu0 = {role: sum(procs.cpu_seconds(p) for p in ps) for role, ps in pids.items()}
+        busy0 = procs.machine_busy_seconds()
         wall0 = time.monotonic()
         self.log(f"step {mode} n={n} rate={rate} starts at {time.time():.2f}")
         profiler = self.start_profile(servers[0], mode, n, rate) if self.args.profile else None
@@ -284,6 +299,10 @@ class Run:
         drained, backlog = self.drain(want)
         wall = time.monotonic() - wall0
         cpu = {role: (sum(procs.cpu_seconds(p) for p in ps) - cpu0[role]) / wall * 100 for role, ps in pids.items()}
+        # Everything else the machine did meanwhile (other people's work on a shared box).
+        cpu["other"] = max(0.0, (procs.machine_busy_seconds() - busy0) / wall * 100 - sum(cpu.values()))
+        # Server CPU time per delivery: what one copy of one event costs the servers.
+        server_us = cpu["servers"] / 100 * wall / max(want, 1) * 1e6
         if profiler is not None:
             profiler.wait(60)
         stats = self.client.call({"cmd": "stats", "hi": self.seq}, timeout=120)
@@ -302,6 +321,7 @@ class Run:
             "drain_seconds": drained,
             "backlog": backlog,
             "cpu_percent": cpu,
+            "server_us_per_delivery": server_us,
             "ok": ok,
             "publisher_bound": publisher_bound,
             **stats,
@@ -310,7 +330,8 @@ class Run:
             f"   {rate:8.2f} ev/s ({deliveries_per_s:9.0f} deliveries/s): p50 {stats['p50_ms']:7.2f}  "
             f"p99 {stats['p99_ms']:8.2f}  max {stats['max_ms']:8.2f} ms  lost {stats['lost']}  "
             f"cpu srv {cpu['servers']:.0f}% cli {cpu['client']:.0f}% redis {cpu['redis']:.0f}% "
-            f"pub {cpu['publisher']:.0f}%{'' if ok else ('  <- publisher-bound' if publisher_bound else '  <- over')}",
+            f"pub {cpu['publisher']:.0f}% other {cpu['other']:.0f}%; server {server_us:.1f} us/delivery"
+            + ("" if ok else ("  <- publisher-bound" if publisher_bound else "  <- over")),
             flush=True,
         )
         print(
@@ -389,7 +410,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-steps", type=int, default=None, help="saturation-search steps per scenario")
     parser.add_argument("--min-rate", type=float, default=0.5)
     parser.add_argument("--max-rate", type=float, default=20000.0)
-    parser.add_argument("--session-ramp-start", type=float, default=250.0)
+    parser.add_argument("--session-ramp-start", type=float, default=1000.0)
     parser.add_argument("--settle", type=float, default=2.0, help="seconds idle before RSS is read")
     parser.add_argument("--drain-idle", type=float, default=2.0)
     parser.add_argument("--drain-timeout", type=float, default=30.0)
@@ -409,7 +430,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tag", default="", help="appended to the result file names")
     args = parser.parse_args(argv)
     args.sizes = [int(x) for x in (args.sizes or ("1000" if args.quick else "1000,5000")).split(",")]
-    args.step_seconds = args.step_seconds or (2.0 if args.quick else 3.0)
+    args.step_seconds = args.step_seconds or (2.0 if args.quick else 4.0)
     args.max_steps = args.max_steps if args.max_steps is not None else (4 if args.quick else 6)
     args.product_env = dict(item.split("=", 1) for item in args.env)
     return args
