@@ -254,8 +254,8 @@ class Run:
     def finish(self, result: dict[str, Any], steps: list[dict[str, Any]]) -> None:
         """The saturation point and the capacity of a scenario, from its steps."""
         # Capacity: the most deliveries/s that arrived in full with p99 under a second.
-        kept = [s for s in steps if s["lost"] == 0 and s["p99_ms"] <= 1000 and s["achieved_rate"] >= 0.9 * s["rate"]]
-        result["capacity_deliveries_per_s"] = max((s["deliveries_per_s"] for s in kept), default=0.0)
+        result["steps"] = steps
+        result["capacity_deliveries_per_s"] = report.capacity(result)
         held = [s for s in steps if s["ok"] or s["publisher_bound"]]
         if held:
             best = max(held, key=lambda s: s["deliveries_per_s"])

@@ -125,6 +125,7 @@ class SSEConsumer(AsyncHttpConsumer):
                 await layer.hub.presence.connected(present)
             else:
                 present = None
+            del principal  # not needed while the stream is open
             try:
                 await self._wait_for_end(receive, connection)
             finally:

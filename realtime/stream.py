@@ -229,7 +229,7 @@ class SSEConnection(SeamFilter):
         self._buffering = True
         self._buffered: list[tuple[bytes, str | None]] = []
         self._inflight: asyncio.Task[None] | None = None
-        self._pending: list[bytes] = []
+        self._pending: list[bytes] | None = None  # only while a suspended send is in flight
         self._pending_bytes = 0
         self._direct: DirectWriter | None = None
         self._seam = None
@@ -272,6 +272,8 @@ class SSEConnection(SeamFilter):
                 self.close()
             return
         if self._inflight is not None:
+            if self._pending is None:
+                self._pending = []
             self._pending.append(data)
             self._pending_bytes += len(data)
             if self._pending_bytes > MAX_PENDING_BYTES:
@@ -293,7 +295,7 @@ class SSEConnection(SeamFilter):
             await _finish(coro, yielded)
             while self._pending and not self._closed:
                 data = b"".join(self._pending)
-                self._pending.clear()
+                self._pending = None
                 self._pending_bytes = 0
                 await self.send({"type": "http.response.body", "body": data, "more_body": True})
         except Exception:
