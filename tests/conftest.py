@@ -62,3 +62,29 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """
     browser_dir = Path(__file__).parent / "browser"
     items.sort(key=lambda item: browser_dir in Path(str(item.path)).parents)
+
+
+@pytest.fixture
+def bus(settings: Any) -> Iterator[Any]:
+    """A fresh in-memory bus with the test service tokens, for the session tests."""
+    from tests.support.sessions import TEST_TOKENS, fresh_bus
+
+    settings.SERVICE_TOKENS = TEST_TOKENS
+    yield fresh_bus()
+    fresh_bus()
+
+
+@pytest.fixture
+def alice(bus: Any) -> Any:
+    """An agent with a logged-in Django test client."""
+    from tests.support.sessions import browser, make_user
+
+    return browser(make_user("alice"))
+
+
+@pytest.fixture
+def keep_the_test_database_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    # database_sync_to_async closes "old" connections around each call; in a test that would
+    # close the connection holding the test transaction (Channels' own communicators patch
+    # this too, but only while they wait).
+    monkeypatch.setattr("channels.db.close_old_connections", lambda: None)

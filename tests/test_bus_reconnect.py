@@ -79,7 +79,7 @@ def test_an_open_stream_gets_a_reset_when_redis_comes_back_empty(private_pair):
 
     redis.restart()
     # Within the contract's 5 s the stream is told it may have missed events...
-    [reset] = client.wait_for(lambda e: e.event == "reset", timeout=5)
+    reset = client.wait_for(lambda e: e.event == "reset", timeout=5)[0]
     assert reset.id is None and reset.json["source"] == "system"
     # ...and then carries on live, on the same connection.
     after = wait_until(lambda: publish(b, channel, 2), timeout=5, what="a publish after the restart")

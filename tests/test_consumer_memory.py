@@ -18,7 +18,7 @@ from realtime import bus, consumers
 from realtime.channels import BROADCAST
 from tests.support.streams import Stream, in_loop, login_cookie
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_layer")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_layer", "keep_the_test_database_connection")]
 
 TOKEN = "consumer-test-token-0123456789"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -29,14 +29,6 @@ OTHER = "sse:session:other_1"
 @pytest.fixture(autouse=True)
 def service_tokens(settings: Any) -> None:
     settings.SERVICE_TOKENS = {TOKEN: "ai_chatbot"}
-
-
-@pytest.fixture(autouse=True)
-def keep_the_test_database_connection(monkeypatch: pytest.MonkeyPatch) -> None:
-    # database_sync_to_async closes "old" connections around each call; in a test that would
-    # close the connection holding the test transaction (Channels' own communicators patch
-    # this too, but only while they wait).
-    monkeypatch.setattr("channels.db.close_old_connections", lambda: None)
 
 
 def publish(channel: str, n: int, event_type: str = "new_message") -> str:

@@ -3,7 +3,7 @@
 import pytest
 from django.test import Client
 
-from tests.support.sessions import TEST_TOKENS, browser, fresh_bus, make_user, post_as, post_service, published
+from tests.support.sessions import browser, make_user, post_as, post_service, published
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -19,18 +19,6 @@ SESSION_KEYS = {
     "last_event_id",
     "waiting_seconds",
 }
-
-
-@pytest.fixture
-def bus(settings):
-    settings.SERVICE_TOKENS = TEST_TOKENS
-    yield fresh_bus()
-    fresh_bus()
-
-
-@pytest.fixture
-def alice(bus):
-    return browser(make_user("alice"))
 
 
 def test_the_first_escalation_answers_201_and_the_next_200_with_no_events(bus):

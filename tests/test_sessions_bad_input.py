@@ -10,9 +10,7 @@ from django.test import Client
 from dashboard.models import ChatSession
 from tests.support.sessions import (
     CRM_TOKEN,
-    TEST_TOKENS,
     browser,
-    fresh_bus,
     make_user,
     post_as,
     post_service,
@@ -20,18 +18,6 @@ from tests.support.sessions import (
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def bus(settings):
-    settings.SERVICE_TOKENS = TEST_TOKENS
-    yield fresh_bus()
-    fresh_bus()
-
-
-@pytest.fixture
-def alice(bus):
-    return browser(make_user("alice"))
 
 
 def escalate(name):

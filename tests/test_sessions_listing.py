@@ -11,23 +11,11 @@ from dashboard.models import ChatSession
 from realtime.auth import Principal
 from realtime.bus import enqueue_sse_message_sync
 from realtime.channels import BROADCAST
-from tests.support.sessions import TEST_TOKENS, browser, fresh_bus, make_user
+from tests.support.sessions import TEST_TOKENS
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 BOT = Principal("service", "ai_chatbot")
-
-
-@pytest.fixture
-def bus(settings):
-    settings.SERVICE_TOKENS = TEST_TOKENS
-    yield fresh_bus()
-    fresh_bus()
-
-
-@pytest.fixture
-def alice(bus):
-    return browser(make_user("alice"))
 
 
 def waiting_since(name, minutes_ago):

@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from realtime import bus, consumers
 from tests.support.streams import Stream, in_loop, login_cookie
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_layer")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_layer", "keep_the_test_database_connection")]
 
 TOKEN = "stream-errors-token-0123456789"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -21,11 +21,6 @@ BEARER = {"Authorization": f"Bearer {TOKEN}"}
 @pytest.fixture(autouse=True)
 def service_tokens(settings: Any) -> None:
     settings.SERVICE_TOKENS = {TOKEN: "ai_chatbot"}
-
-
-@pytest.fixture(autouse=True)
-def keep_the_test_database_connection(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("channels.db.close_old_connections", lambda: None)
 
 
 async def refused(stream: Stream, status: int, error: str, detail: str = "") -> dict[str, Any]:
