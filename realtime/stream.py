@@ -209,7 +209,6 @@ class SSEConnection(SeamFilter):
         "send",
         "channels",
         "_closed",
-        "_closed_waiter",
         "_wake",
         "_buffering",
         "_buffered",
@@ -224,7 +223,6 @@ class SSEConnection(SeamFilter):
         self.send = send
         self.channels = channels
         self._closed = False
-        self._closed_waiter: asyncio.Future[None] | None = None
         self._wake: asyncio.Task[Any] | None = None
         self._buffering = True
         self._buffered: list[tuple[bytes, str | None]] = []
@@ -331,8 +329,6 @@ class SSEConnection(SeamFilter):
         if self._closed:
             return
         self._closed = True
-        if self._closed_waiter is not None and not self._closed_waiter.done():
-            self._closed_waiter.set_result(None)
         if self._wake is not None and not self._wake.done():
             self._wake.cancel(CLOSED_BY_HUB)
 
@@ -344,13 +340,6 @@ class SSEConnection(SeamFilter):
         `asyncio.wait` per connection.
         """
         self._wake = task
-
-    async def wait_closed(self) -> None:
-        if self._closed:
-            return
-        if self._closed_waiter is None:
-            self._closed_waiter = asyncio.get_running_loop().create_future()
-        await asyncio.shield(self._closed_waiter)
 
     def start_response(self, status: int = 200) -> Awaitable[None]:
         return self.send({"type": "http.response.start", "status": status, "headers": sse.HEADERS})
