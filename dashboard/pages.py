@@ -20,6 +20,7 @@ from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 
+from dashboard.models import ChatSession
 from realtime.api import api, ok
 from realtime.auth import Principal
 from realtime.bus import get_layer
@@ -82,8 +83,6 @@ def supervisor_dashboard(request: HttpRequest) -> HttpResponse:
 @ensure_csrf_cookie
 def session_page(request: HttpRequest, name: str) -> HttpResponse:
     """One session's live transcript; supervisors may close it from here."""
-    from dashboard.models import ChatSession
-
     try:
         validate_name(name)
     except InvalidChannel:
@@ -108,8 +107,6 @@ def session_page(request: HttpRequest, name: str) -> HttpResponse:
 
 def status_counts() -> dict[str, int]:
     """Sessions per status, every status present (zero when none)."""
-    from dashboard.models import ChatSession
-
     counts = dict.fromkeys(("ai_handling", "waiting_agent", "agent_handling", "closed"), 0)
     for row in ChatSession.objects.values("status").annotate(n=Count("pk")):
         counts[row["status"]] = row["n"]

@@ -26,8 +26,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from dashboard import services
+from realtime.auth import Principal
 from realtime.bus import enqueue_sse_message, get_layer, subscribe_sse_events
 from realtime.channels import BROADCAST, agent_channel, session_channel
 
@@ -406,11 +409,6 @@ async def publish_as_chatbot(channel: str, event_type: str, payload: dict[str, A
 
 async def escalate_with_service(name: str, reason: str, data: dict[str, Any]) -> None:
     """The escalation goes through the same service as POST /api/manual/escalate."""
-    from asgiref.sync import sync_to_async
-
-    from dashboard import services
-    from realtime.auth import Principal
-
     chatbot = Principal("service", SOURCE)
     await sync_to_async(services.escalate)(name, by=chatbot, reason=reason, data=data)
 

@@ -59,6 +59,7 @@ class SSELayer(Protocol):
     async def ping(self) -> bool: ...
     def ping_sync(self) -> bool: ...
     def online_agents(self) -> list[dict[str, Any]]: ...
+    def sync_client(self, key: str = ...) -> redis.Redis | None: ...
 
 
 _UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
@@ -76,10 +77,7 @@ def redis_client(key: str = "") -> redis.Redis | None:
 
     For state other services read (the seed's `session:{name}` and `status:{status}` keys).
     """
-    layer = get_layer()
-    if not hasattr(layer, "_sync_client"):
-        return None
-    return cast(redis.Redis, layer._sync_client(key)[1])
+    return get_layer().sync_client(key)
 
 
 def _log_published(item: Draft, event_id: str) -> None:

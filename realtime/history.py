@@ -14,7 +14,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from realtime.envelope import format_event_id, parse_event_id
+from realtime.envelope import format_event_id, parse_event_id, with_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +114,6 @@ class MemoryHistory:
         self._added: dict[str, int] = {}
 
     def append(self, channel: str, body: str) -> StoredEvent:
-        from realtime.envelope import with_id
-
         with self._lock:
             event_id = self._ids.next()
             event = StoredEvent(event_id, channel, with_id(event_id, body))

@@ -29,7 +29,7 @@ from django.conf import settings
 from redis import asyncio as aioredis
 
 from realtime.channels import BROADCAST, group_to_channel
-from realtime.envelope import Draft, InvalidEvent, draft, parse_event_id, parse_incoming
+from realtime.envelope import Draft, InvalidEvent, draft, parse_event_id, parse_incoming, with_id
 from realtime.history import ChannelHistoryState, MemoryHistory, Resume, StoredEvent, decide_resume
 from realtime.hub import Hub
 from realtime.presence import Presence, online_from_memory, online_from_redis
@@ -104,8 +104,6 @@ def _text(value: Any) -> str:
 
 
 def stored_from_stream(channel: str, entry_id: Any, fields: dict[Any, Any]) -> StoredEvent:
-    from realtime.envelope import with_id
-
     event_id = _text(entry_id)
     return StoredEvent(event_id, channel, with_id(event_id, _text(fields.get(b"e", fields.get("e", "")))))
 
@@ -390,6 +388,10 @@ class RedisSSEChannelLayer(RedisPubSubChannelLayer):
             script = self._sync_scripts[key] = client.register_script(source)
         return script
 
+    def sync_client(self, key: str = "") -> redis.Redis:
+        """The thread-safe sync client of `key`'s Redis server."""
+        return self._sync_client(key)[1]
+
     def publish_event_sync(self, item: Draft) -> str:
         index, client = self._sync_client(item.channel)
         script = self._script(index, client, PUBLISH_SCRIPT)
@@ -509,6 +511,10 @@ class MemorySSEChannelLayer(SSEGroupSend, InMemoryChannelLayer):
 
     def ping_sync(self) -> bool:
         return True
+
+    def sync_client(self, key: str = "") -> None:
+        """No Redis on the embedded default."""
+        return None
 
     def online_agents(self) -> list[dict[str, Any]]:
         with self._hubs_lock:
