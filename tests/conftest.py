@@ -88,3 +88,35 @@ def keep_the_test_database_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     # close the connection holding the test transaction (Channels' own communicators patch
     # this too, but only while they wait).
     monkeypatch.setattr("channels.db.close_old_connections", lambda: None)
+
+
+@pytest.fixture
+def private_pair(redis_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[RedisServer, Daphne, Daphne]]:
+    """A Redis of this test's own, with two daphne processes on it: it can be restarted."""
+    redis = RedisServer().start()
+    env = {**redis_env, "REDIS_URL": redis.url}
+    a = b = None
+    try:
+        a = Daphne(env, log_path=tmp_path / "a.log").start()
+        b = Daphne(env, log_path=tmp_path / "b.log").start()
+        yield redis, a, b
+    finally:
+        for daphne in (a, b):
+            if daphne is not None:
+                daphne.stop()
+        redis.stop()
+
+
+@pytest.fixture
+def redis_bus(settings: Any, redis_server: RedisServer) -> Iterator[Any]:
+    """The Redis layer on the suite's private redis-server, fresh for this test; a sync client to it."""
+    from tests.support.sessions import fresh_bus
+
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "realtime.layers.RedisSSEChannelLayer", "CONFIG": {"hosts": [redis_server.url]}}
+    }
+    fresh_bus()
+    client = redis_server.client()
+    yield client
+    client.close()
+    fresh_bus()

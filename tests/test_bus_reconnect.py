@@ -12,27 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.procs import Daphne, DelayProxy, RedisServer, SSEClient, request, wait_until
-
-
-@pytest.fixture
-def private_pair(redis_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[RedisServer, Daphne, Daphne]]:
-    redis = RedisServer().start()
-    env = {**redis_env, "REDIS_URL": redis.url}
-    a = Daphne(env, log_path=tmp_path / "a.log").start()
-    b = Daphne(env, log_path=tmp_path / "b.log").start()
-    yield redis, a, b
-    a.stop()
-    b.stop()
-    redis.stop()
-
-
-def publish(daphne: Daphne, channel: str, n: int) -> str:
-    status, body = request(
-        "POST", daphne.url + "/api/publish", {"channel": channel, "type": "new_message", "payload": {"n": n}}
-    )
-    assert status == 202, body
-    return str(body["id"])
+from tests.support.procs import Daphne, DelayProxy, RedisServer, SSEClient, publish, wait_until
 
 
 @pytest.fixture

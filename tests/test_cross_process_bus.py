@@ -23,6 +23,7 @@ from tests.support.procs import (
     RedisServer,
     SSEClient,
     SSEEvent,
+    publish,
     request,
     run_python,
     wait_until,
@@ -33,15 +34,6 @@ Pair = tuple[Daphne, Daphne]
 
 def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
-
-
-def publish(daphne: Daphne, channel: str, n: int, event_type: str = "new_message") -> str:
-    status, body = request(
-        "POST", daphne.url + "/api/publish", {"channel": channel, "type": event_type, "payload": {"n": n}}
-    )
-    assert status == 202, body
-    event_id: str = body["id"]
-    return event_id
 
 
 def numbers(events: list[SSEEvent]) -> list[int]:
@@ -316,23 +308,6 @@ def test_a_stream_that_has_opened_never_misses_an_event_published_right_after(
 
 
 # --- a Redis restart ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def private_pair(redis_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[RedisServer, Daphne, Daphne]]:
-    """A Redis of this test's own, with two daphne processes on it: it can be restarted."""
-    redis = RedisServer().start()
-    env = {**redis_env, "REDIS_URL": redis.url}
-    a = b = None
-    try:
-        a = Daphne(env, log_path=tmp_path / "a.log").start()
-        b = Daphne(env, log_path=tmp_path / "b.log").start()
-        yield redis, a, b
-    finally:
-        for daphne in (a, b):
-            if daphne is not None:
-                daphne.stop()
-        redis.stop()
 
 
 def test_after_a_redis_restart_old_ids_get_a_reset_and_new_ids_are_still_greater(

@@ -8,7 +8,7 @@ from django.core.management import call_command
 from dashboard import services
 from dashboard.models import ChatSession
 from realtime.auth import Principal
-from tests.support.sessions import fresh_bus, make_user, status_sets, unique
+from tests.support.sessions import make_user, status_sets, unique
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -17,17 +17,10 @@ ALICE = Principal("agent", "alice")
 
 
 @pytest.fixture
-def redis(settings, redis_server):
-    settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "realtime.layers.RedisSSEChannelLayer", "CONFIG": {"hosts": [redis_server.url]}}
-    }
+def redis(redis_bus):
     make_user("alice")
     make_user("bob")
-    fresh_bus()
-    client = redis_server.client()
-    yield client
-    client.close()
-    fresh_bus()
+    return redis_bus
 
 
 def assert_in_sync(client, name):

@@ -6,7 +6,7 @@ from dashboard import services
 from dashboard.models import ChatSession, Status
 from realtime.auth import Principal
 from realtime.channels import BROADCAST
-from tests.support.sessions import fresh_bus, history, make_user, unique
+from tests.support.sessions import history, make_user, unique
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -19,16 +19,9 @@ class Boom(Exception):
 
 
 @pytest.fixture
-def redis(settings, redis_server):
-    settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "realtime.layers.RedisSSEChannelLayer", "CONFIG": {"hosts": [redis_server.url]}}
-    }
+def redis(redis_bus):
     make_user("alice")
-    fresh_bus()
-    client = redis_server.client()
-    yield client
-    client.close()
-    fresh_bus()
+    return redis_bus
 
 
 def fail_after_the_change(monkeypatch):

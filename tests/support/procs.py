@@ -184,6 +184,16 @@ def request(
         return status, raw.decode(errors="replace")
 
 
+def publish(daphne: Daphne, channel: str, n: int, event_type: str = "new_message") -> str:
+    """POST /api/publish a `type` event numbered `n` on `channel` (as the ai_chatbot); its id."""
+    status, body = request(
+        "POST", daphne.url + "/api/publish", {"channel": channel, "type": event_type, "payload": {"n": n}}
+    )
+    assert status == 202, body
+    event_id: str = body["id"]
+    return event_id
+
+
 @dataclass
 class SSEEvent:
     id: str | None
