@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
@@ -64,6 +65,15 @@ def freeze_startup_objects() -> None:
         gc.freeze()
 
 
+# Every hub of this process (one per event loop), for what concerns them all: local
+# delivery while Redis is unreachable, the bus state, shutdown.
+_hubs: weakref.WeakSet[Hub] = weakref.WeakSet()
+
+
+def all_hubs() -> list[Hub]:
+    return list(_hubs)
+
+
 class Hub:
     """Local subscribers of one event loop, by channel."""
 
@@ -84,6 +94,7 @@ class Hub:
         # Who was subscribed when the bus connection was lost: only they missed anything.
         self._lost_snapshot: set[Subscriber] | None = None
         freeze_startup_objects()
+        _hubs.add(self)
 
     # --- membership ---------------------------------------------------------------
 
@@ -113,7 +124,23 @@ class Hub:
                 await self._release(channel)
 
     def connection_count(self) -> int:
-        return len({s for members in self.subscribers.values() for s in members})
+        return len(self.all_subscribers())
+
+    def all_subscribers(self) -> set[Subscriber]:
+        return {s for members in self.subscribers.values() for s in members}
+
+    def close_all(self) -> int:
+        """Close every local subscriber that can be closed (server shutdown); returns how many.
+
+        Must run on the hub's loop. An SSE stream's consumer then ends its response properly.
+        """
+        closed = 0
+        for subscriber in self.all_subscribers():
+            close = getattr(subscriber, "close", None)
+            if close is not None:
+                close()
+                closed += 1
+        return closed
 
     async def _ensure_subscribed(self, channel: str) -> None:
         # One lock per channel orders subscribe and unsubscribe, so a subscriber that

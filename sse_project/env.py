@@ -63,6 +63,24 @@ def envlist(name: str, default: list[str], env: Mapping[str, str] | None = None)
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def envhostports(name: str, env: Mapping[str, str] | None = None) -> list[tuple[str, int]]:
+    """Parse `host:port,host:port` (e.g. REDIS_SENTINELS) into [(host, port)]."""
+    value = envstr(name, env=env)
+    if value is None:
+        return []
+    pairs: list[tuple[str, int]] = []
+    for item in value.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        host, sep, port = item.rpartition(":")
+        host = host.strip().removeprefix("[").removesuffix("]")
+        if not sep or not host or not port.strip().isdigit() or not 0 < int(port) < 65536:
+            raise ImproperlyConfigured(f"{name}: expected host:port, got {item[:80]!r}")
+        pairs.append((host, int(port)))
+    return pairs
+
+
 def envtokens(name: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
     """Parse `identity=token,other=token` into {token: identity}.
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from sse_project.env import envbool, envint, envlist, envstr, envtokens
+from sse_project.env import envbool, envhostports, envint, envlist, envstr, envtokens
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -94,8 +94,17 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # --- The realtime bus (see CONTRACT.md section 6) -------------------------------------
 
 REDIS_URL = envstr("REDIS_URL")
+# Redis Sentinel instead of one server: `host:port,host:port` and the master's name. When
+# set, every Redis use of the product (bus, history, presence, the seed's keys) asks the
+# sentinels for the current master and follows a failover.
+REDIS_SENTINELS = envhostports("REDIS_SENTINELS")
+REDIS_SENTINEL_MASTER = envstr("REDIS_SENTINEL_MASTER")
+if bool(REDIS_SENTINELS) != bool(REDIS_SENTINEL_MASTER):
+    raise ImproperlyConfigured("REDIS_SENTINELS and REDIS_SENTINEL_MASTER are set together or not at all")
+if REDIS_SENTINELS and REDIS_URL:
+    raise ImproperlyConfigured("set REDIS_URL or REDIS_SENTINELS, not both")
 USE_REDIS_SSE = envbool("USE_REDIS_SSE", True)
-SSE_USE_REDIS = bool(REDIS_URL) and USE_REDIS_SSE
+SSE_USE_REDIS = bool(REDIS_URL or REDIS_SENTINELS) and USE_REDIS_SSE
 # 15 s keeps idle streams alive through proxies that cut connections after 30-60 s.
 SSE_HEARTBEAT_SECONDS = envint("SSE_HEARTBEAT_SECONDS", 15, minimum=1, maximum=3600)
 # The seed's subscription-flood limit: a page needs at most a handful of channels.
@@ -108,12 +117,19 @@ SSE_RETRY_MS = envint("SSE_RETRY_MS", 2000, minimum=100, maximum=600_000)
 SERVICE_TOKENS = envtokens("SERVICE_TOKENS")
 # An agent stays "online" this long after their last workbench stream closes (reloads).
 SSE_PRESENCE_GRACE_SECONDS = envint("SSE_PRESENCE_GRACE_SECONDS", 20, minimum=1, maximum=3600)
+# SIGTERM ends every stream properly (the chunked terminator) and waits this long for them
+# to go before the process exits: 10 s is far more than flushing a few KiB per stream takes,
+# and well inside systemd's default 90 s stop timeout.
+SSE_SHUTDOWN_SECONDS = envint("SSE_SHUTDOWN_SECONDS", 10, minimum=0, maximum=300)
 
 if SSE_USE_REDIS:
+    _redis_host: dict[str, object] | str = (
+        {"sentinels": REDIS_SENTINELS, "master_name": REDIS_SENTINEL_MASTER} if REDIS_SENTINELS else str(REDIS_URL)
+    )
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "realtime.layers.RedisSSEChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            "CONFIG": {"hosts": [_redis_host]},
         }
     }
 else:
