@@ -5,7 +5,9 @@ Frames are built once per event per process and written as-is to every connectio
 
 from __future__ import annotations
 
+import random
 import re
+from collections.abc import Callable
 
 # CR, LF and NUL end or corrupt an SSE field; they must never reach an id:/event: line.
 _UNSAFE = re.compile(r"[\r\n\x00]")
@@ -43,3 +45,19 @@ def comment(text: str = "") -> bytes:
 
 def retry(milliseconds: int) -> bytes:
     return f"retry: {int(milliseconds)}\n".encode()
+
+
+def jittered_retry_ms(base_ms: int, rand: Callable[[], float] = random.random) -> int:
+    """A reconnect delay drawn uniformly from [base_ms, 2 * base_ms), for one stream.
+
+    When a server restarts, every browser it held loses its stream in the same instant; with
+    one fixed `retry:` they would all come back in the same instant too, a thundering herd on
+    the surviving servers. Spreading each stream's delay over one more `base_ms` smooths that
+    herd into a ramp, and never reconnects sooner than the configured delay. `rand` returns a
+    float in [0, 1) (as `random.random`); tests pass their own.
+    """
+    base = int(base_ms)
+    if base <= 0:
+        return 0
+    # min(): a source that returns 1.0 (allowed by some) must not reach 2 * base.
+    return min(base + int(base * rand()), 2 * base - 1)
