@@ -23,7 +23,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 
-from realtime import sse
+from realtime import shutdown, sse
 from realtime.auth import NotAuthenticated, Principal, may_listen, principal_from
 from realtime.bus import (
     BusUnavailable,
@@ -102,6 +102,10 @@ class SSEConsumer(AsyncHttpConsumer):
         if open_streams >= settings.SSE_MAX_CONNECTIONS:
             await self._error(ApiError(429, f"this server holds its limit of {settings.SSE_MAX_CONNECTIONS} streams"))
             return
+        if not shutdown.installed:
+            # Once per process, from inside daphne's running reactor: SIGTERM then ends every
+            # stream with the chunked terminator instead of cutting it (realtime.shutdown).
+            shutdown.install()
         layer = get_layer()
         connection = SSEConnection(send, channels)
         open_streams += 1
@@ -112,7 +116,8 @@ class SSEConsumer(AsyncHttpConsumer):
                 await self._error(ApiError(503, str(exc)))
                 return
             await connection.start_response()
-            first = sse.retry(settings.SSE_RETRY_MS) + sse.comment("stream open")
+            # Each stream its own reconnect delay: after a restart, clients come back spread out.
+            first = sse.retry(sse.jittered_retry_ms(settings.SSE_RETRY_MS)) + sse.comment("stream open")
             connection.go_live(first + b"".join(frame for frame, _ in opening.events), opening.cut)
             # This frame stays suspended for the life of the stream: drop the history it
             # replayed instead of holding it until the client goes.

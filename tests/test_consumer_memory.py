@@ -53,7 +53,8 @@ async def test_a_stream_opens_with_the_contracts_headers_and_a_first_frame(setti
     assert stream.headers[b"content-type"].startswith(b"text/event-stream")
     assert stream.headers[b"cache-control"] == b"no-cache"
     assert stream.headers[b"x-accel-buffering"] == b"no"
-    assert stream.parser.retry == settings.SSE_RETRY_MS
+    assert stream.parser.retry is not None
+    assert settings.SSE_RETRY_MS <= stream.parser.retry < 2 * settings.SSE_RETRY_MS  # jittered per stream
     assert stream.parser.comments == ["stream open"]
     assert stream.parser.events == []
     assert set(hub_subscribers()) == {BROADCAST}
