@@ -234,6 +234,11 @@ class SSEClient:
         self.closed = threading.Event()
         self.opened = threading.Event()
         self.body = b""
+        # True once the HTTP/1.1 chunked terminator (the 0-size chunk) was read: the server
+        # ended the response properly, rather than the connection just dropping.
+        self.ended_cleanly = False
+        # The last `retry:` value the stream sent, in milliseconds.
+        self.retry: int | None = None
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
 
@@ -267,6 +272,7 @@ class SSEClient:
                         text += after[:size]
                         raw = after[size + 2 :]
                         if size == 0:
+                            self.ended_cleanly = True
                             self._parse(text, final=True)
                             return
                 else:
@@ -300,6 +306,8 @@ class SSEClient:
                 key, _, value = line.partition(":")
                 fields.setdefault(key, []).append(value[1:] if value.startswith(" ") else value)
             if "retry" in fields:
+                if fields["retry"][-1].isdigit():
+                    self.retry = int(fields["retry"][-1])
                 self.opened.set()
             if "data" in fields:
                 self.events.append(
