@@ -8,7 +8,7 @@ import sys
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from sse_project.env import envbool, envint, envlist, envstr, envtokens
+from sse_project.env import envbool, envhostports, envint, envlist, envstr, envtokens
 from tests.support.procs import ROOT, base_env
 
 TOKEN_A = "a" * 16
@@ -109,3 +109,92 @@ def test_a_bad_setting_stops_start_up_with_the_variables_name() -> None:
 def test_it_refuses_a_service_identity_that_would_let_a_token_speak_for_the_server(identity):
     with pytest.raises(ImproperlyConfigured, match="reserved"):
         envtokens("SERVICE_TOKENS", env={"SERVICE_TOKENS": f"{identity}=0123456789abcdefXYZ"})
+
+
+# --- REDIS_SENTINELS: host:port lists -------------------------------------------------------
+
+
+def test_envhostports_reads_hosts_and_ports_in_order() -> None:
+    env = {"REDIS_SENTINELS": "a:1,b:2"}
+    assert envhostports("REDIS_SENTINELS", env=env) == [("a", 1), ("b", 2)]
+    env = {"REDIS_SENTINELS": " sentinel-1.internal:26379 , ,10.0.0.2:26380, "}
+    assert envhostports("REDIS_SENTINELS", env=env) == [("sentinel-1.internal", 26379), ("10.0.0.2", 26380)]
+
+
+def test_envhostports_reads_ipv6_addresses_in_brackets() -> None:
+    env = {"REDIS_SENTINELS": "[::1]:26379,[fd00::7]:65535"}
+    assert envhostports("REDIS_SENTINELS", env=env) == [("::1", 26379), ("fd00::7", 65535)]
+
+
+@pytest.mark.parametrize("env", [{}, {"REDIS_SENTINELS": ""}, {"REDIS_SENTINELS": "  "}])
+def test_envhostports_is_empty_when_unset(env: dict[str, str]) -> None:
+    assert envhostports("REDIS_SENTINELS", env=env) == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["nohost", "h:0", "h:99999", "h:65536", "h:x", "h:-1", "h:", ":26379", "[::1]", "a:1,nohost"],
+)
+def test_envhostports_refuses_a_bad_item_naming_the_variable(value: str) -> None:
+    with pytest.raises(ImproperlyConfigured, match="^REDIS_SENTINELS: expected host:port, got "):
+        envhostports("REDIS_SENTINELS", env={"REDIS_SENTINELS": value})
+
+
+def test_envhostports_refuses_a_port_of_digits_int_cannot_read() -> None:
+    # "²".isdigit() is True but int("²") raises ValueError: it must still be the named error.
+    with pytest.raises(ImproperlyConfigured, match="^REDIS_SENTINELS: expected host:port"):
+        envhostports("REDIS_SENTINELS", env={"REDIS_SENTINELS": "h:\u00b2"})
+
+
+def _django_setup(**env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT,
+        env=base_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"REDIS_SENTINELS": "127.0.0.1:9"}, {"REDIS_SENTINEL_MASTER": "helpdesk"}],
+    ids=["sentinels without a master name", "a master name without sentinels"],
+)
+def test_settings_refuse_sentinels_and_master_name_one_without_the_other(env: dict[str, str]) -> None:
+    done = _django_setup(**env)
+    assert done.returncode != 0
+    assert "ImproperlyConfigured: REDIS_SENTINELS and REDIS_SENTINEL_MASTER are set together" in done.stderr
+
+
+def test_settings_refuse_both_redis_url_and_sentinels() -> None:
+    done = _django_setup(
+        REDIS_URL="redis://127.0.0.1:9/0", REDIS_SENTINELS="127.0.0.1:9", REDIS_SENTINEL_MASTER="helpdesk"
+    )
+    assert done.returncode != 0
+    assert "ImproperlyConfigured: set REDIS_URL or REDIS_SENTINELS, not both" in done.stderr
+
+
+def test_settings_refuse_a_malformed_sentinel_list_naming_the_variable() -> None:
+    done = _django_setup(REDIS_SENTINELS="127.0.0.1:26379,sentinel-2", REDIS_SENTINEL_MASTER="helpdesk")
+    assert done.returncode != 0
+    assert "ImproperlyConfigured: REDIS_SENTINELS: expected host:port, got 'sentinel-2'" in done.stderr
+
+
+def test_settings_accept_sentinels_with_a_master_name_and_use_the_redis_layer() -> None:
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.SSE_USE_REDIS, s.REDIS_SENTINELS, s.CHANNEL_LAYERS['default']['CONFIG']['hosts'])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=base_env(REDIS_SENTINELS="127.0.0.1:9,[::1]:10", REDIS_SENTINEL_MASTER="helpdesk"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    hosts = "[{'sentinels': [('127.0.0.1', 9), ('::1', 10)], 'master_name': 'helpdesk'}]"
+    assert done.stdout.strip() == f"True [('127.0.0.1', 9), ('::1', 10)] {hosts}"
