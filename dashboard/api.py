@@ -1,4 +1,4 @@
-"""JSON endpoints of the sessions (CONTRACT.md section 4, Commands; README "Sessions and the handoff").
+"""JSON endpoints of the sessions (README "Sessions and the handoff").
 
 Thin: each view checks the body's shape, calls one function of `dashboard.services` and
 turns its outcome or refusal into JSON. Authentication, CSRF and the error shape come from
@@ -12,14 +12,13 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import redis
 from django.http import HttpRequest, HttpResponse
 
 from dashboard import services
 from dashboard.models import ChatSession, Status
 from realtime.api import api, json_body, ok
 from realtime.auth import Principal
-from realtime.bus import BusUnavailable, get_layer
+from realtime.bus import bus_cursor
 from realtime.channels import InvalidChannel, validate_name
 from realtime.errors import ApiError
 
@@ -74,16 +73,17 @@ def _type_name(kind: type) -> str:
 
 
 def _answer(outcome: services.Outcome, status: int = 200) -> HttpResponse:
-    return ok({"session": outcome.session.to_json(), "event_ids": outcome.event_ids}, status)
-
-
-def _cursor() -> str | None:
-    """The bus's current id, taken before a snapshot; None (and a warning) if the bus is down."""
-    try:
-        return get_layer().cursor_sync()
-    except (redis.RedisError, OSError, BusUnavailable) as exc:
-        logger.warning("no bus cursor for a snapshot: %s", exc)
-        return None
+    """The session now, and the command's events on its channel: the page that issued it shows
+    them at once, also while Redis is down (`id` null, `event_ids` empty: they wait in the
+    outbox and reach every stream, with ids, once Redis is back)."""
+    body: dict[str, Any] = {
+        "session": outcome.session.to_json(),
+        "event_ids": outcome.event_ids,
+        "events": outcome.session_events(),
+    }
+    if outcome.message_id is not None:
+        body["message_id"] = outcome.message_id
+    return ok(body, status)
 
 
 # --- commands ------------------------------------------------------------------------
@@ -138,7 +138,7 @@ def session_list(request: HttpRequest, principal: Principal) -> HttpResponse:
         raise ApiError(400, f"status must be one of {', '.join(Status.values)}", "invalid_input")
     agent = request.GET.get("agent") or None
     limit = _limit(request.GET.get("limit"))
-    cursor = _cursor()  # before the query: resuming from it repeats, never misses
+    cursor = bus_cursor()  # before the query: resuming from it repeats, never misses
     queryset = ChatSession.objects.all()
     if agent is not None:
         try:
@@ -162,7 +162,7 @@ def _limit(value: str | None) -> int:
 @refusals
 def session_detail(request: HttpRequest, principal: Principal, name: str) -> HttpResponse:
     """GET /api/sessions/{name}: the session, its recent events and a cursor to resume from."""
-    cursor = _cursor()
+    cursor = bus_cursor()
     session = services.session_detail(name)
     return ok(
         {

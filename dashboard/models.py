@@ -114,3 +114,65 @@ class ChatSession(models.Model):
             "closed_at": iso(self.closed_at),
             "last_event_id": self.last_event_id or None,
         }
+
+
+class SessionEventQuerySet(models.QuerySet["SessionEvent"]):
+    def of_session(self, name: str) -> SessionEventQuerySet:
+        return self.filter(session__name=name).select_related("outbox")
+
+    def in_order(self) -> SessionEventQuerySet:
+        return self.order_by("timestamp", "pk")
+
+
+class SessionEvent(models.Model):
+    """The record of a conversation: every event of a session, its chat messages included.
+
+    Written with the command that caused it (in its transaction), or by the recorder for
+    events other services published on the session's channel. Kept after the bus's history
+    is trimmed, expired or lost: transcripts, the admin timeline and the snapshots read it.
+    """
+
+    session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="events")
+    type = models.CharField(max_length=32)
+    source = models.CharField(max_length=64)
+    payload = models.JSONField()
+    timestamp = models.FloatField()  # the envelope's: Unix time in seconds
+    # The outbox row of a command's event (its bus id is known once it is published) ...
+    outbox = models.OneToOneField(
+        "realtime.OutboxEvent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # ... or the bus id a service's event had when it was recorded ("" for a raw PUBLISH).
+    event_id = models.CharField(max_length=41, blank=True, default="")
+    # Chat messages only: the stable id carried in the payload, so each is stored once.
+    message_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
+
+    objects = SessionEventQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["session", "timestamp", "id"], name="sessionevent_transcript")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event_id"], condition=~models.Q(event_id=""), name="sessionevent_event_id_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} in {self.session_id}"
+
+    @property
+    def bus_id(self) -> str | None:
+        """The event's id on the bus, or None while it waits to be published (or came raw)."""
+        if self.outbox is not None:
+            return self.outbox.event_id or None
+        return self.event_id or None
+
+    def envelope(self, session_name: str) -> dict[str, Any]:
+        """As it went out on `sse:session:{name}` (the `id` is None until it is published)."""
+        return {
+            "id": self.bus_id,
+            "channel": f"sse:session:{session_name}",
+            "type": self.type,
+            "payload": self.payload,
+            "timestamp": self.timestamp,
+            "source": self.source,
+        }

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count
@@ -21,10 +22,12 @@ from django.urls import NoReverseMatch, reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from dashboard.models import ChatSession
+from realtime import outbox
 from realtime.api import api, ok
 from realtime.auth import Principal
-from realtime.bus import get_layer
+from realtime.bus import bus_cursor, get_layer
 from realtime.channels import BROADCAST, InvalidChannel, validate_name
+from realtime.envelope import parse_event_id
 
 logger = logging.getLogger(__name__)
 
@@ -113,19 +116,36 @@ def status_counts() -> dict[str, int]:
     return counts
 
 
+def recent_broadcast(cursor: str | None) -> list[dict[str, Any]]:
+    """The latest FEED_SIZE events on sse:broadcast up to `cursor`, oldest first, each once."""
+    events = {event["id"]: event for event in outbox.published_on(BROADCAST, FEED_SIZE, upto=cursor)}
+    if cursor is not None:
+        last = parse_event_id(cursor)
+        try:
+            stored = get_layer().history_sync(BROADCAST, FEED_SIZE)
+        except (redis.RedisError, OSError) as exc:
+            logger.warning("the feed has only the commands' events: %s", exc)
+            stored = []
+        for event in stored:
+            if parse_event_id(event.id) <= last:
+                events.setdefault(event.id, json.loads(event.envelope))
+    ordered = sorted(events.values(), key=lambda event: parse_event_id(event["id"]))
+    return ordered[-FEED_SIZE:]
+
+
 @api(("GET",), who=lambda p: p.is_supervisor)
 def feed(request: HttpRequest, principal: Principal) -> HttpResponse:
     """The dashboard's snapshot: recent broadcast events (oldest first), totals, and the cursor.
 
     The cursor is taken before anything is read, so resuming the stream from it misses
     nothing; an event that is both in the snapshot and resumed has one id and is shown once.
+    The commands' events come from the database (they outlive the bus's history); what
+    services published is added from the history while Redis answers.
     """
-    layer = get_layer()
-    cursor = layer.cursor_sync()
-    events = [json.loads(stored.envelope) for stored in layer.history_sync(BROADCAST, FEED_SIZE)]
+    cursor = bus_cursor()
     return ok(
         {
-            "events": events,
+            "events": recent_broadcast(cursor),
             "counts": status_counts(),
             "last_event_id": cursor,
         }

@@ -12,27 +12,32 @@ and never fails a read-then-write with "database is locked". A refused command r
 inside the transaction, so it changes no row, and its events (queued with
 `publish_on_commit`) never go out. After the commit the events are published, the
 session's `last_event_id` is recorded and the seed's Redis keys are rewritten.
+
+A command's session-channel events are also stored in the record (`dashboard.record`), in the
+same transaction: the conversation is in the database whatever happens to Redis.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterable
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from dashboard import record
 from dashboard.models import ChatSession, Status
+from dashboard.seed_keys import sync_all_to_redis, sync_to_redis
 from realtime.auth import Principal
-from realtime.bus import PendingEvent, get_layer, publish_on_commit, redis_client
+from realtime.bus import PendingEvent, publish_many_on_commit
 from realtime.channels import BROADCAST, InvalidChannel, agent_channel, session_channel, validate_name
 from realtime.envelope import InvalidEvent, check_source, parse_event_id
+
+__all__ = ["sync_all_to_redis", "sync_to_redis"]  # the seed's keys, for callers of the commands
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +81,8 @@ class Conflict(SessionError):
 class Outcome:
     """What a command did: the session as it is now and the events it published.
 
-    `events` are published after the commit; `event_ids` lists those that went out.
+    `events` are published after the commit; `event_ids` lists those that went out (none
+    while Redis is unreachable: they wait in the outbox and go out once it is back).
     """
 
     session: ChatSession
@@ -86,6 +92,19 @@ class Outcome:
     @property
     def event_ids(self) -> list[str]:
         return [event.id for event in self.events if event.id is not None]
+
+    def session_events(self) -> list[dict[str, Any]]:
+        """The events on the session's own channel, as envelopes (with their ids once known),
+        so the page that issued the command can show its result at once."""
+        own = session_channel(self.session.name)
+        return [event.envelope() for event in self.events if event.draft.channel == own]
+
+    @property
+    def message_id(self) -> str | None:
+        for event in self.session_events():
+            if event["type"] == "new_message":
+                return str(event["payload"]["message_id"])
+        return None
 
 
 # --- the commands --------------------------------------------------------------------
@@ -174,7 +193,11 @@ def send_message(name: str, text: object, *, by: Principal) -> Outcome:
         if not touched:
             raise _refusal(name, "send messages", (Status.AGENT_HANDLING,), agent_pk)
         session = _locked(name)
-        message = {"session_name": name, "data": {"text": text, "sender": "agent", "agent": by.name}}
+        message = {
+            "session_name": name,
+            "message_id": uuid.uuid4().hex,
+            "data": {"text": text, "sender": "agent", "agent": by.name},
+        }
         return _announce(session, [("new_message", message)], by.source, agent=by.name)
 
 
@@ -227,87 +250,9 @@ def session_detail(name: str) -> ChatSession:
 
 
 def session_history(name: str, *, upto: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
-    """The latest `limit` events of sse:session:{name} from the bus history, oldest first.
-
-    With `upto` (a cursor), later events are left out: they belong to the stream resumed from
-    that cursor, so a page that loads this snapshot and then resumes sees each event once.
-    An unreachable bus gives an empty list (and a warning): the database is still the record.
-    """
-    try:
-        stored = get_layer().history_sync(session_channel(name), limit)
-    except (redis.RedisError, OSError) as exc:
-        logger.warning("no history for session %s: %s", name, exc)
-        return []
-    last = parse_event_id(upto) if upto is not None else None
-    return [json.loads(event.envelope) for event in stored if last is None or parse_event_id(event.id) <= last]
-
-
-# --- the seed's Redis keys -----------------------------------------------------------
-
-SESSION_KEY = "session:{name}"
-STATUS_KEY = "status:{status}"
-# Every state key lives on the server that holds this key (one server in practice), so the
-# script below can update a session and its status sets in one atomic step.
-STATE_SHARD = "session-state"
-
-# KEYS: session:{name}, then status:{s} for each status. ARGV: JSON, version, status, name.
-# A writer holding an older version than the stored one changes nothing: two processes that
-# write after their commits in the other order cannot leave an old state behind.
-SYNC_SCRIPT = """
-local current = redis.call('GET', KEYS[1])
-if current then
-  local ok, stored = pcall(cjson.decode, current)
-  if ok and type(stored) == 'table' and tonumber(stored['version']) and
-     tonumber(stored['version']) > tonumber(ARGV[2]) then
-    return 0
-  end
-end
-redis.call('SET', KEYS[1], ARGV[1])
-for i = 2, #KEYS do
-  if KEYS[i] == 'status:' .. ARGV[3] then
-    redis.call('SADD', KEYS[i], ARGV[4])
-  else
-    redis.call('SREM', KEYS[i], ARGV[4])
-  end
-end
-return 1
-"""
-
-
-def redis_state(session: ChatSession) -> dict[str, Any]:
-    """What `session:{name}` holds: the session object (minus the clock-dependent
-    `waiting_seconds`) and the row's version."""
-    return {**session.state_json(), "version": session.version}
-
-
-def sync_to_redis(session: ChatSession) -> bool:
-    """Rewrite the seed's keys for `session` when Redis is configured; True if written.
-
-    The database stays the record: a Redis failure is logged, the next change (or
-    `manage.py sync_session_keys`) rewrites the keys.
-    """
-    try:
-        client = redis_client(STATE_SHARD)
-        if client is None:
-            return False
-        keys = [SESSION_KEY.format(name=session.name), *(STATUS_KEY.format(status=s) for s in Status.values)]
-        args: list[str | int] = [
-            json.dumps(redis_state(session), separators=(",", ":")),
-            session.version,
-            session.status,
-            session.name,
-        ]
-        # register_script runs EVALSHA and loads the script only when the server lacks it.
-        return bool(client.register_script(SYNC_SCRIPT)(keys=keys, args=args))
-    except (redis.RedisError, OSError) as exc:
-        logger.error("could not write the Redis keys of session %s: %s", session.name, exc)
-        return False
-
-
-def sync_all_to_redis(sessions: Iterable[ChatSession] | None = None) -> int:
-    """Rewrite the keys of every session (after a Redis restart); returns how many were written."""
-    rows = sessions if sessions is not None else ChatSession.objects.select_related("agent").iterator()
-    return sum(1 for session in rows if sync_to_redis(session))
+    """The latest `limit` events of session `name` from the record, oldest first (see
+    `dashboard.record.transcript`)."""
+    return record.transcript(_valid_name(name), upto=upto, limit=limit)
 
 
 # --- the machinery -------------------------------------------------------------------
@@ -423,32 +368,31 @@ def _return_to_queue(name: str, by: Principal, agent_pk: int | None) -> Outcome:
 def _announce(
     session: ChatSession, events: list[tuple[str, dict[str, Any]]], source: str, *, agent: str | None
 ) -> Outcome:
-    """Queue each event for the session channel, sse:broadcast and the agent's channel.
+    """Store each event for the session channel, sse:broadcast and the agent's channel in the
+    outbox, and the session channel's in the record, all in the command's transaction.
 
-    Must run inside the command's transaction: nothing goes out unless it commits. After the
-    commit (and the events) the session's last event id is recorded and Redis rewritten.
+    Nothing goes out unless it commits. After the commit the events are published (the
+    outbox) and the seed's Redis keys rewritten; the session's last event id is recorded when
+    its events are published (`dashboard.record.on_outbox_published`).
     """
     channels = [session_channel(session.name), BROADCAST]
     if agent is not None:
         channels.append(agent_channel(agent))
     outcome = Outcome(session)
-    for event_type, payload in events:
-        for channel in channels:
-            outcome.events.append(publish_on_commit(channel, event_type, payload, source=source))
+    outcome.events = publish_many_on_commit(
+        [(channel, event_type, payload) for event_type, payload in events for channel in channels], source=source
+    )
+    record.store_command_events(session, outcome.events, source)
     # robust: the change is committed whatever happens here; a failure is logged, not a 500.
     transaction.on_commit(lambda: _after_commit(outcome), robust=True)
     return outcome
 
 
 def _after_commit(outcome: Outcome) -> None:
-    name = outcome.session.name
-    own = session_channel(name)
-    published = [event.id for event in outcome.events if event.draft.channel == own and event.id is not None]
-    if published:
-        record_last_event(name, published[-1])
-    session = _current(name)
+    # The answer shows the session as it is now: with the last_event_id of its events when
+    # they went out at once. The seed's keys are rewritten as they go out (dashboard.record).
+    session = _current(outcome.session.name)
     if session is not None:
-        sync_to_redis(session)
         outcome.session = session
 
 

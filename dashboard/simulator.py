@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 SOURCE = "ai_chatbot"
 
-Publish = Callable[[str, str, dict[str, Any]], Awaitable[str]]
+Publish = Callable[[str, str, dict[str, Any]], Awaitable[str | None]]
 Escalate = Callable[[str, str, dict[str, Any]], Awaitable[None]]
 
 
@@ -403,7 +403,7 @@ class ChatbotSimulator:
         return self._scaled(self.rng.uniform(*bounds))
 
 
-async def publish_as_chatbot(channel: str, event_type: str, payload: dict[str, Any]) -> str:
+async def publish_as_chatbot(channel: str, event_type: str, payload: dict[str, Any]) -> str | None:
     return await enqueue_sse_message(channel, event_type, payload, source=SOURCE)
 
 

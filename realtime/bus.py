@@ -1,13 +1,20 @@
-"""The one way events enter and leave the bus (CONTRACT.md section 5).
+"""The one way events enter and leave the bus (docs/bus.md, "Python").
 
 Every event in the product is published through `enqueue_sse_message` (async) or its sync
 twin `enqueue_sse_message_sync` (alias `group_send`, the design card's helper), or
-`publish_on_commit` for changes written to the database. All of them validate exactly as
-the HTTP layer does, before anything reaches Redis.
+`publish_on_commit` / `publish_many_on_commit` for changes written to the database (the
+outbox, `realtime.outbox`). All of them validate exactly as the HTTP layer does, before
+anything reaches Redis.
+
+While this process cannot reach Redis, the helpers do not fail: the event goes at once to
+this process's own streams, live only (no id), they log a warning and return None. The
+outbox's events wait in the database and go out to everyone once Redis is back.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -16,13 +23,15 @@ from typing import Any, Protocol, cast
 import redis
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import transaction
 
-from realtime import sse
-from realtime.channels import InvalidChannel, validate_channel
-from realtime.envelope import Draft, InvalidEvent, draft, dumps, parse_event_id, system_event
+from realtime import outbox
+from realtime.channels import SESSION_PREFIX, InvalidChannel, validate_channel
+from realtime.envelope import Draft, InvalidEvent, draft, parse_event_id, with_message_id
+from realtime.health import health
 from realtime.history import Resume, StoredEvent
-from realtime.hub import Hub, encode, stats
+from realtime.hub import Hub, all_hubs, encode, reset_frame, stats
+from realtime.recorder import memory_recorder
+from realtime.redis_conn import RedisTarget
 from realtime.stream import QueueSubscriber
 
 logger = logging.getLogger(__name__)
@@ -52,13 +61,18 @@ class SSELayer(Protocol):
     def hub(self) -> Hub: ...
     async def publish_event(self, item: Draft) -> str: ...
     def publish_event_sync(self, item: Draft) -> str: ...
+    def publish_batch_sync(self, items: list[Draft], batch_key: str) -> list[str]: ...
     async def resume(self, channels: list[str], after_id: str) -> Resume: ...
     async def cursor(self, channel: str = ...) -> str: ...
     def cursor_sync(self, channel: str = ...) -> str: ...
     def history_sync(self, channel: str, limit: int = ...) -> list[StoredEvent]: ...
     async def ping(self) -> bool: ...
     def ping_sync(self) -> bool: ...
+    def describe_target(self) -> str | None: ...
+    @property
+    def redis_target(self) -> RedisTarget | None: ...
     def online_agents(self) -> list[dict[str, Any]]: ...
+    def local_online_agents(self) -> list[dict[str, Any]]: ...
     def sync_client(self, key: str = ...) -> redis.Redis | None: ...
 
 
@@ -80,44 +94,105 @@ def redis_client(key: str = "") -> redis.Redis | None:
     return get_layer().sync_client(key)
 
 
+def reached_redis() -> None:
+    """A call just reached Redis: publish there again; healthy once no link is still healing.
+
+    A process's links say when it is healthy (after they have replayed what was missed); a
+    process with none (a management command, a server with no stream open) is healthy now.
+    """
+    health.note_success()
+    if health.degraded and all(hub.bus_ok for hub in all_hubs()):
+        health.mark_up()
+
+
+def bus_cursor() -> str | None:
+    """The bus's current id, taken before a snapshot is read; None (and a warning) while Redis
+    is unreachable: the page then opens its stream without resuming."""
+    try:
+        return get_layer().cursor_sync()
+    except (*_UNAVAILABLE, redis.RedisError) as exc:
+        logger.warning("no bus cursor for a snapshot: %s", exc)
+        return None
+
+
 def _log_published(item: Draft, event_id: str) -> None:
     stats["published"] += 1
     logger.debug("published %s %s on %s", event_id, item.type, item.channel)
 
 
+def deliver_locally(item: Draft) -> None:
+    """To this process's own streams only, live (no id): what the seed does without Redis."""
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    for hub in all_hubs():
+        if hub.loop is running:
+            hub.deliver_local(item.channel, item.body)
+        elif not hub.loop.is_closed():
+            hub.loop.call_soon_threadsafe(hub.deliver_local, item.channel, item.body)
+
+
+def _fell_back(item: Draft, exc: BaseException | None) -> None:
+    if exc is not None:
+        health.mark_down(f"Redis is unreachable: {exc}")
+    logger.warning(
+        "Redis is unreachable: %s on %s delivered to this process's streams only%s",
+        item.type,
+        item.channel,
+        f" ({exc})" if exc is not None else "",
+    )
+    stats["published_locally"] += 1
+    deliver_locally(item)
+    if item.channel.startswith(SESSION_PREFIX):
+        # Not in Redis, so not in the record stream: the record takes it from here.
+        memory_recorder().submit(item.body)
+
+
 async def enqueue_sse_message(
     channel: str, event_type: str, payload: dict[str, Any], *, source: str, timestamp: float | None = None
-) -> str:
-    """Publish one event; returns its id. Raises InvalidChannel/InvalidEvent/BusUnavailable."""
-    item = draft(channel, event_type, payload, source, timestamp)
+) -> str | None:
+    """Publish one event; returns its id, or None when it could only be delivered locally.
+
+    Raises InvalidChannel/InvalidEvent for bad input; never because of Redis.
+    """
+    item = draft(channel, event_type, with_message_id(event_type, payload), source, timestamp)
+    if not health.should_try():
+        _fell_back(item, None)
+        return None
     try:
         event_id = await get_layer().publish_event(item)
     except _UNAVAILABLE as exc:
-        logger.error("could not publish %s on %s: %s", event_type, channel, exc)
-        raise BusUnavailable(f"the realtime bus is unavailable: {exc}") from exc
+        _fell_back(item, exc)
+        return None
+    reached_redis()
     _log_published(item, event_id)
     return event_id
 
 
-def publish_draft_sync(item: Draft) -> str:
+def publish_draft_sync(item: Draft) -> str | None:
+    if not health.should_try():
+        _fell_back(item, None)
+        return None
     try:
         event_id = get_layer().publish_event_sync(item)
     except _UNAVAILABLE as exc:
-        logger.error("could not publish %s on %s: %s", item.type, item.channel, exc)
-        raise BusUnavailable(f"the realtime bus is unavailable: {exc}") from exc
+        _fell_back(item, exc)
+        return None
+    reached_redis()
     _log_published(item, event_id)
     return event_id
 
 
 def enqueue_sse_message_sync(
     channel: str, event_type: str, payload: dict[str, Any], *, source: str, timestamp: float | None = None
-) -> str:
+) -> str | None:
     """The sync twin, for views, management commands and other sync code.
 
     Uses one thread-safe Redis client per process, not `async_to_sync` (which would open a
     new event loop and connection pool on every call).
     """
-    return publish_draft_sync(draft(channel, event_type, payload, source, timestamp))
+    return publish_draft_sync(draft(channel, event_type, with_message_id(event_type, payload), source, timestamp))
 
 
 group_send = enqueue_sse_message_sync
@@ -125,26 +200,36 @@ group_send = enqueue_sse_message_sync
 
 @dataclass
 class PendingEvent:
-    """An event that goes out when the surrounding transaction commits; `id` is set then."""
+    """An event stored in the outbox; `id` is known once it has been published."""
 
     draft: Draft
-    id: str | None = None
+    batch: outbox.Batch
+    index: int
+
+    @property
+    def id(self) -> str | None:
+        return self.batch.ids[self.index] if self.batch.ids else None
+
+    def envelope(self) -> dict[str, Any]:
+        """The event as subscribers get it; `id` is None until it has been published."""
+        return {"id": self.id, **json.loads(self.draft.body)}
+
+
+def publish_many_on_commit(
+    events: list[tuple[str, str, dict[str, Any]]], *, source: str, using: str | None = None
+) -> list[PendingEvent]:
+    """Validate `(channel, type, payload)` events now and store them in the outbox with the
+    current transaction: they go out after the commit, in order, once; never on rollback."""
+    drafts = [draft(channel, event_type, payload, source) for channel, event_type, payload in events]
+    batch = outbox.write(drafts, using=using)
+    return [PendingEvent(item, batch, index) for index, item in enumerate(drafts)]
 
 
 def publish_on_commit(
     channel: str, event_type: str, payload: dict[str, Any], *, source: str, using: str | None = None
 ) -> PendingEvent:
-    """Validate now, publish after the database commit; nothing goes out on rollback."""
-    pending = PendingEvent(draft(channel, event_type, payload, source))
-
-    def send() -> None:
-        try:
-            pending.id = publish_draft_sync(pending.draft)
-        except BusUnavailable:
-            logger.error("event %s on %s was committed but not published", event_type, channel)
-
-    transaction.on_commit(send, using=using)
-    return pending
+    """One event through the outbox (see publish_many_on_commit)."""
+    return publish_many_on_commit([(channel, event_type, payload)], source=source, using=using)[0]
 
 
 # --- subscribing ---------------------------------------------------------------------
@@ -192,28 +277,37 @@ async def open_subscription(
     """Register with the hub (subscriptions confirmed), then read what was missed.
 
     Live events that arrive meanwhile are held by the subscriber and released after the
-    history, minus those the history already holds. Raises BusUnavailable.
+    history, minus those the history already holds. While Redis is unreachable the stream
+    still opens, with `bus_status` degraded (and a `reset` if it asked to resume): the
+    link heals it with the rest once Redis is back.
     """
     hub = layer.hub
     hub.start_heartbeat(settings.SSE_HEARTBEAT_SECONDS)
     try:
         await hub.add(subscriber)
-        if last_event_id is None:
-            return Opening([], None)
-        resume = await layer.resume(list(channels), last_event_id)
-    except _UNAVAILABLE as exc:
-        await hub.remove(subscriber)
-        raise BusUnavailable(f"the realtime bus is unavailable: {exc}") from exc
+        resume = None if last_event_id is None else await _read_resume(layer, list(channels), last_event_id)
     except BaseException:
         await hub.remove(subscriber)
         raise
+    status = hub.opening_status(channels[0])
+    prefix = [status] if status is not None else []
+    if resume is None:
+        return Opening(prefix, None)
     if resume.reset:
         logger.info("reset for a resume from %s on %s: %s", last_event_id, channels, resume.reason)
-        event = system_event("reset", channels[0], {"reason": resume.reason, "last_event_id": last_event_id})
-        return Opening([(sse.frame(dumps(event), event="reset"), event)], None)
+        return Opening([reset_frame(resume.reason, channels[0], last_event_id=last_event_id), *prefix], None)
     events = [e for e in (encode(s.envelope, s.channel) for s in resume.events) if e is not None]
     cut = resume.events[-1].id if resume.events else last_event_id
-    return Opening(events, cut)
+    return Opening(prefix + events, cut)
+
+
+async def _read_resume(layer: SSELayer, channels: list[str], last_event_id: str) -> Resume:
+    """History after `last_event_id`; a reset when it cannot be read (Redis unreachable)."""
+    try:
+        return await layer.resume(channels, last_event_id)
+    except _UNAVAILABLE as exc:
+        logger.warning("could not read history for a resume on %s: %s", channels, exc)
+        return Resume(reset=True, reason="history cannot be read while Redis is unreachable")
 
 
 async def subscribe_sse_events(
@@ -236,6 +330,6 @@ async def subscribe_sse_events(
             yield event
             if subscriber.overflowed and subscriber.queue.empty():
                 subscriber.overflowed = False
-                yield system_event("reset", names[0], {"reason": "the subscriber fell behind"})
+                yield reset_frame("the subscriber fell behind", names[0])[1]
     finally:
         await layer.hub.remove(subscriber)

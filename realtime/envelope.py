@@ -6,10 +6,13 @@ section 2). Everything here is pure: no I/O, so the rules are tested without a s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
 import time
+import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,9 +28,13 @@ ALLOWED_SOURCES: dict[str, frozenset[str]] = {
     "agent_left": frozenset({"agent_workbench"}),
     "heartbeat": frozenset({"system"}),
     "reset": frozenset({"system"}),
+    "bus_status": frozenset({"system"}),
 }
 # Types the server makes for one connection; they are never published or stored.
-CONNECTION_ONLY_TYPES = frozenset({"heartbeat", "reset"})
+CONNECTION_ONLY_TYPES = frozenset({"heartbeat", "reset", "bus_status"})
+# Every JSON document the bus accepts nests at most this deep: far more than any real
+# payload needs, far less than what makes json or Python's recursion limit fail.
+MAX_DEPTH = 32
 
 # 64 KiB: far above any chat event, far below what would stall a fan-out loop.
 MAX_ENVELOPE_BYTES = 64 * 1024
@@ -91,6 +98,8 @@ def draft(channel: str, event_type: str, payload: Any, source: str, timestamp: f
     session_name = payload.get("session_name")
     if session_name is not None:
         validate_name(session_name, "payload.session_name")
+    if not depth_ok(payload, MAX_DEPTH - 1):  # the envelope itself is one level
+        raise InvalidEvent(f"the payload nests deeper than {MAX_DEPTH} levels")
     stamp = time.time() if timestamp is None else timestamp
     # The receivers' rule (parse_incoming): an event they would drop must not be published.
     if isinstance(stamp, bool) or not isinstance(stamp, (int, float)) or not math.isfinite(stamp):
@@ -103,6 +112,78 @@ def draft(channel: str, event_type: str, payload: Any, source: str, timestamp: f
     if size + 40 > MAX_ENVELOPE_BYTES:  # 40: room for the id the bus adds
         raise EventTooLarge(f"the event is larger than {MAX_ENVELOPE_BYTES} bytes")
     return Draft(channel, event_type, body)
+
+
+def depth_ok(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Does a decoded JSON value nest at most `limit` levels (an object or list is a level)?"""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children: Iterable[Any]
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return False
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return True
+
+
+def _may_be_deep(raw: bytes | str) -> bool:
+    # A document with fewer than MAX_DEPTH brackets cannot nest deeper: skips the walk for
+    # nearly every event (counting is C speed; the walk is Python).
+    opening = (b"{", b"[") if isinstance(raw, bytes) else ("{", "[")
+    return raw.count(opening[0]) + raw.count(opening[1]) > MAX_DEPTH  # type: ignore[arg-type]
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _may_hold_surrogate(raw: bytes | str) -> bool:
+    # json.loads turns a lone "\ud800" escape into a str that cannot be written as UTF-8; the
+    # error would only come later, when the event is framed or stored. Only a document with
+    # such an escape (nearly none) pays for the full check.
+    if isinstance(raw, str):
+        try:
+            raw = raw.encode()  # a str may hold a surrogate itself, not only as an escape
+        except UnicodeEncodeError:
+            return True
+    return b"\\u" in raw and _SURROGATE_ESCAPE.search(raw) is not None
+
+
+def _encodable(event: Any) -> bool:
+    try:
+        dumps(event).encode()
+    except (UnicodeEncodeError, ValueError):
+        return False
+    return True
+
+
+def with_message_id(event_type: object, payload: Any) -> Any:
+    """A `new_message` payload with its stable `message_id` (a new one when it has none).
+
+    Clients tell a message they already show by it; the database stores each message once.
+    """
+    if event_type != "new_message" or not isinstance(payload, dict):
+        return payload
+    given = payload.get("message_id")
+    if given is None:
+        return {**payload, "message_id": uuid.uuid4().hex}
+    try:
+        validate_name(given, "payload.message_id")
+    except InvalidChannel as exc:
+        raise InvalidEvent(str(exc)) from None
+    return payload
+
+
+def raw_message_id(raw: bytes | str) -> str:
+    """The `message_id` of a raw PUBLISHed message that has none: the same bytes, the same id
+    (every process that receives it, and the recorder, agree without talking)."""
+    data = raw.encode(errors="surrogatepass") if isinstance(raw, str) else raw
+    return "raw-" + hashlib.sha1(data, usedforsecurity=False).hexdigest()[:28]
 
 
 def with_id(event_id: str, body: str) -> str:
@@ -126,10 +207,14 @@ def parse_incoming(raw: bytes | str, channel: str) -> dict[str, Any]:
         raise EventTooLarge(f"message of {size} bytes is over {MAX_ENVELOPE_BYTES}")
     try:
         event = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidEvent("message is not valid JSON") from None
     if not isinstance(event, dict):
         raise InvalidEvent("message is not a JSON object")
+    if _may_be_deep(raw) and not depth_ok(event):
+        raise InvalidEvent(f"message nests deeper than {MAX_DEPTH} levels")
+    if _may_hold_surrogate(raw) and not _encodable(event):
+        raise InvalidEvent("message holds a lone surrogate (\\ud800-\\udfff): not valid Unicode")
     event_type = event.get("type")
     check_source(event_type, event.get("source"))
     if event_type in CONNECTION_ONLY_TYPES:

@@ -17,7 +17,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 from realtime import sse
-from realtime.envelope import InvalidEvent, dumps, parse_event_id, parse_incoming, system_event
+from realtime.envelope import InvalidEvent, dumps, parse_incoming, system_event
+from realtime.health import OK
 from realtime.history import Resume
 from realtime.presence import Presence
 
@@ -43,14 +44,34 @@ class SubscriptionBackend(Protocol):
 
 
 def encode(raw: bytes | str, channel: str) -> tuple[bytes, dict[str, Any]] | None:
-    """Validate one wire message and build its SSE frame, or None (dropped, logged, counted)."""
+    """Validate one wire message and build its SSE frame, or None (dropped, logged, counted).
+
+    Anything at all that goes wrong with one message (not JSON, not an envelope, a lone
+    surrogate that cannot be written as UTF-8, nesting too deep to decode) drops that message
+    alone: it must never look like a lost connection or cost another message its delivery.
+    """
     try:
         event = parse_incoming(raw, channel)
+        return sse.frame(dumps(event), event=event["type"], event_id=event.get("id")), event
     except InvalidEvent as exc:
-        stats["dropped_invalid"] += 1
-        logger.warning("dropped a message on %s: %s", channel, exc)
-        return None
-    return sse.frame(dumps(event), event=event["type"], event_id=event.get("id")), event
+        reason = str(exc)
+    except Exception as exc:  # noqa: BLE001 - RecursionError, UnicodeEncodeError, ...: still bad input
+        reason = f"{type(exc).__name__} while decoding"
+    stats["dropped_invalid"] += 1
+    logger.warning("dropped a message on %s: %s", channel, reason[:200])
+    return None
+
+
+def status_frame(state: str, reason: str, channel: str) -> tuple[bytes, dict[str, Any]]:
+    """A `bus_status` event for one connection (never stored, no id)."""
+    event = system_event("bus_status", channel, {"state": state, "reason": reason})
+    return sse.frame(dumps(event), event="bus_status"), event
+
+
+def reset_frame(reason: str, channel: str, **extra: Any) -> tuple[bytes, dict[str, Any]]:
+    """A `reset` event for one connection: it must reload its state from the snapshots."""
+    event = system_event("reset", channel, {"reason": reason, **extra})
+    return sse.frame(dumps(event), event="reset"), event
 
 
 def freeze_startup_objects() -> None:
@@ -89,10 +110,8 @@ class Hub:
         # The id of the last event delivered (ids are one sequence per bus): where a replay
         # after a lost connection starts.
         self.last_seen: str | None = None
-        # Channels being replayed after a reconnect: their live messages wait here.
-        self._healing: dict[str, list[bytes | str]] = {}
-        # Who was subscribed when the bus connection was lost: only they missed anything.
-        self._lost_snapshot: set[Subscriber] | None = None
+        # What this process's link to the other processes is like, as its streams were told.
+        self.bus_state: tuple[str, str] = (OK, "")
         freeze_startup_objects()
         _hubs.add(self)
 
@@ -173,10 +192,7 @@ class Hub:
     # --- delivery -------------------------------------------------------------------
 
     def _accept(self, channel: str, raw: bytes | str) -> tuple[bytes, dict[str, Any]] | None:
-        """Encode one message for delivery, or hold it while its channel heals; None: skip."""
-        if self._healing and channel in self._healing:
-            self._healing[channel].append(raw)
-            return None
+        """Encode one message for delivery; None: dropped."""
         encoded = encode(raw, channel)
         if encoded is None:
             return None
@@ -237,75 +253,67 @@ class Hub:
             else:
                 subscriber.push_many(frames, events)
 
-    # --- healing after the bus connection came back ------------------------------------
+    # --- the link to the other processes ---------------------------------------------
 
-    def mark_lost(self) -> None:
-        """The bus connection failed: remember who was listening (they may miss events)."""
-        if self._lost_snapshot is None:
-            self._lost_snapshot = {s for members in self.subscribers.values() for s in members}
+    @property
+    def bus_ok(self) -> bool:
+        return self.bus_state[0] == OK
 
-    async def heal(self, channels: list[str], read: Callable[[list[str], str], Awaitable[Resume]]) -> None:
-        """Replay what `channels` missed while the subscription was down, then go on live.
+    def set_bus_status(self, state: str, reason: str) -> None:
+        """Tell every local stream that the link changed (`bus_status`); new ones hear it on opening."""
+        self.bus_state = (state, reason)
+        frames: dict[str, tuple[bytes, dict[str, Any]]] = {}
+        for subscriber in self.all_subscribers():
+            first = subscriber.channels[0]
+            if first not in frames:
+                frames[first] = status_frame(state, reason, first)
+            subscriber.push(*frames[first])
 
-        Messages are read in publish order, which is id order, so everything after the last
-        id this hub saw (`last_seen`, on any channel) is what was missed. Live messages that
-        arrive meanwhile are held and released after the replay without duplicates. If the
-        gap cannot be closed (history trimmed, Redis restarted empty, nothing seen yet), the
-        subscribers get a `reset` and reload their state.
+    def opening_status(self, channel: str) -> tuple[bytes, dict[str, Any]] | None:
+        """The `bus_status` a stream opening now must start with, if the link is not ok."""
+        return None if self.bus_ok else status_frame(*self.bus_state, channel)
+
+    def deliver_local(self, channel: str, body: str) -> None:
+        """An event this process could not send through Redis: to its own streams, live only."""
+        stats["delivered_locally"] += 1
+        self.deliver(channel, body)
+
+    async def heal(
+        self, since: str | None, read: Callable[[list[str], str], Awaitable[Resume]], reason: str
+    ) -> str | None:
+        """After the link came back: replay to every local stream what was published after
+        `since` (the last id delivered before the loss), or reset them; returns the last id
+        replayed (live copies up to it must be skipped), or None.
+
+        Every stream counts, also those opened while the link was down: none of them can
+        know what it missed. A failed read is a reset, never "nothing missed".
         """
-        channels = [c for c in channels if c in self.subscribers and c not in self._healing]
+        channels = sorted(self.subscribers)
         if not channels:
-            return
-        for channel in channels:
-            self._healing[channel] = []
-        since = self.last_seen
-        try:
-            if since is None:
-                resume = Resume(reset=True, reason="the connection to the bus was lost")
-            else:
+            return None
+        if since is None:
+            resume = Resume(reset=True, reason=reason)
+        else:
+            try:
                 resume = await read(channels, since)
-        except Exception as exc:  # noqa: BLE001 - any failure: the gap cannot be ruled out
-            logger.warning("could not replay %s after a reconnect: %s", channels, exc)
-            resume = Resume(reset=True, reason="the connection to the bus was lost")
-        held = {channel: self._healing.pop(channel, []) for channel in channels}
-        # Streams opened after the loss resumed on their own; only the others missed events.
-        targets = self._lost_snapshot or set()
-        self._lost_snapshot = None
+            except Exception as exc:  # noqa: BLE001 - any failure: the gap cannot be ruled out
+                logger.warning("could not replay %d channel(s) after a reconnect: %s", len(channels), exc)
+                resume = Resume(reset=True, reason=reason)
         if resume.reset:
             stats["heal_resets"] += 1
-            logger.warning("reset for %d subscriber channel(s) after a reconnect: %s", len(channels), resume.reason)
-            self._push_reset(channels, resume.reason, targets)
-        else:
-            stats["heal_replayed"] += len(resume.events)
-            logger.info("replayed %d missed event(s) on %s after a reconnect", len(resume.events), channels)
-            for stored in resume.events:
-                encoded = encode(stored.envelope, stored.channel)
-                if encoded is None:
-                    continue
-                self.last_seen = stored.id
-                for subscriber in tuple(self.subscribers.get(stored.channel, ())):
-                    if subscriber in targets:
-                        subscriber.push(*encoded)
-        cut = parse_event_id(self.last_seen) if self.last_seen else None
-        for channel, messages in held.items():
-            for raw in messages:
-                encoded = encode(raw, channel)
-                if encoded is None:
-                    continue
-                event_id = encoded[1].get("id")
-                if cut is not None and event_id is not None and parse_event_id(event_id) <= cut:
-                    continue  # already replayed from history
-                self.deliver(channel, raw)
+            logger.warning("reset for the streams of %d channel(s) after a reconnect: %s", len(channels), resume.reason)
+            self._push_reset(resume.reason or reason)
+            return None
+        stats["heal_replayed"] += len(resume.events)
+        logger.info("replayed %d missed event(s) on %d channel(s) after a reconnect", len(resume.events), len(channels))
+        batch: list[tuple[str, bytes | str]] = [(stored.channel, stored.envelope) for stored in resume.events]
+        if batch:
+            self.deliver_batch(batch)
+        return resume.events[-1].id if resume.events else None
 
-    def _push_reset(self, channels: list[str], reason: str, targets: set[Subscriber]) -> None:
-        done: set[Subscriber] = set()
-        for channel in channels:
-            event = system_event("reset", channel, {"reason": reason})
-            frame = sse.frame(dumps(event), event="reset")
-            for subscriber in tuple(self.subscribers.get(channel, ())):
-                if subscriber in targets and subscriber not in done:
-                    done.add(subscriber)
-                    subscriber.push(frame, event)
+    def _push_reset(self, reason: str) -> None:
+        for subscriber in self.all_subscribers():
+            subscriber.push(*reset_frame(reason, subscriber.channels[0]))
 
     # --- heartbeat ------------------------------------------------------------------
 

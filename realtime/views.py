@@ -5,13 +5,17 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
+import redis
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from realtime import outbox
 from realtime.api import api, json_body, ok
 from realtime.auth import Principal
-from realtime.bus import enqueue_sse_message_sync, get_layer
+from realtime.bus import enqueue_sse_message_sync, get_layer, reached_redis
 from realtime.errors import ApiError, error_response
+from realtime.health import DEGRADED, health
 from realtime.hub import stats
 
 logger = logging.getLogger(__name__)
@@ -28,18 +32,31 @@ def publish(request: HttpRequest, principal: Principal) -> HttpResponse:
     if unknown:
         raise ApiError(400, f"unknown fields: {', '.join(sorted(unknown))} (source and id are set by the server)")
     event_id = enqueue_sse_message_sync(body["channel"], body["type"], body["payload"], source=principal.source)
-    return ok({"id": event_id, "channel": body["channel"], "event_ids": [event_id]}, status=202)
+    # "local": Redis is unreachable, so only this process's streams got it, live (no id).
+    return ok(
+        {
+            "id": event_id,
+            "channel": body["channel"],
+            "event_ids": [event_id] if event_id is not None else [],
+            "delivery": "bus" if event_id is not None else "local",
+        },
+        status=202,
+    )
 
 
 @api(("GET",))
 def presence(request: HttpRequest, principal: Principal) -> HttpResponse:
     """Agents with a workbench open on any process (with a short grace period)."""
+    layer = get_layer()
+    complete = True
     try:
-        rows = get_layer().online_agents()
-    except Exception as exc:  # noqa: BLE001 - Redis down: say so instead of a 500
-        raise ApiError(503, f"presence is unavailable: {exc}") from None
+        rows = layer.online_agents()
+    except (redis.RedisError, OSError) as exc:
+        # Redis down: who is connected to this process is still known; say the list is partial.
+        logger.warning("presence from this process only: %s", exc)
+        rows, complete = layer.local_online_agents(), False
     agents = [{"agent": row["agent"], "since": _iso(row["since"])} for row in rows]
-    return ok({"agents": agents})
+    return ok({"agents": agents, "complete": complete})
 
 
 def _iso(stamp: float) -> str:
@@ -51,7 +68,7 @@ def api_not_found(request: HttpRequest) -> HttpResponse:
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
-    """Anyone may ask: the layer in use and whether Redis answers."""
+    """Anyone may ask: the layer in use, whether Redis answers, and why the bus is degraded."""
     if request.method not in ("GET", "HEAD"):
         return error_response(ApiError(405, "use GET"))
     layer = get_layer()
@@ -59,11 +76,29 @@ def healthz(request: HttpRequest) -> HttpResponse:
         reachable = layer.ping_sync()
     except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
         logger.warning("health check could not reach Redis: %s", exc)
+        health.mark_down(f"Redis is unreachable: {exc}")
         reachable = False
+    else:
+        reached_redis()
+    state = health.current
+    try:
+        backlog: int | None = outbox.pending_count()
+    except DatabaseError as exc:
+        logger.warning("health check could not count the outbox: %s", exc)
+        backlog = None
+    degraded = not reachable or state.state == DEGRADED
     body = {
-        "status": "ok" if reachable else "degraded",
+        "status": "degraded" if degraded else "ok",
+        "reason": (state.reason or "Redis is unreachable") if degraded else None,
+        "since": _iso(state.since) if degraded else None,
         "layer": "redis" if settings.SSE_USE_REDIS else "memory",
-        "redis": {"configured": settings.SSE_USE_REDIS, "reachable": reachable if settings.SSE_USE_REDIS else None},
+        "redis": {
+            "configured": settings.SSE_USE_REDIS,
+            "reachable": reachable if settings.SSE_USE_REDIS else None,
+            "target": layer.describe_target(),
+        },
+        # Commands' events waiting to be published (they go out once Redis is back).
+        "outbox_pending": backlog,
         "history_size": layer.history_size,
         "counters": dict(stats),
     }

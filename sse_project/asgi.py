@@ -3,6 +3,7 @@
 import os
 from typing import Any
 
+from django.conf import settings
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sse_project.settings")
@@ -13,6 +14,7 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from django.urls import re_path  # noqa: E402
 
 from dashboard.simulator import with_simulator  # noqa: E402
+from realtime import background  # noqa: E402
 from realtime.middleware import BodyLimitMiddleware  # noqa: E402
 from realtime.routing import sse_urlpatterns  # noqa: E402
 
@@ -21,3 +23,7 @@ django_and_static: Any = ASGIStaticFilesHandler(django_asgi_app)
 routes = [*sse_urlpatterns, re_path(r"", django_and_static)]
 # with_simulator: SIMULATE_CHATBOT on the in-memory layer plays the chatbot in this process (README "The demo").
 application = with_simulator(ProtocolTypeRouter({"http": BodyLimitMiddleware(URLRouter(routes))}))
+
+# The outbox relay and the recorder: every server process runs them (no extra process).
+if settings.SSE_BACKGROUND:
+    background.start()

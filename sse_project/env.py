@@ -75,7 +75,7 @@ def envhostports(name: str, env: Mapping[str, str] | None = None) -> list[tuple[
             continue
         host, sep, port = item.rpartition(":")
         host = host.strip().removeprefix("[").removesuffix("]")
-        if not sep or not host or not port.strip().isdigit() or not 0 < int(port) < 65536:
+        if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
             raise ImproperlyConfigured(f"{name}: expected host:port, got {item[:80]!r}")
         pairs.append((host, int(port)))
     return pairs

@@ -72,9 +72,19 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Two daphne processes share one SQLite file: wait for the write lock instead of
-    # failing at once with "database is locked".
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            # Two daphne processes share one SQLite file: wait for the write lock instead of
+            # failing at once with "database is locked".
+            "timeout": 20,
+            # A transaction takes the write lock when it begins, so one that reads before it
+            # writes (the recorder, the outbox relay) waits for the lock instead of failing
+            # when it tries to upgrade a read lock another writer is waiting behind.
+            "transaction_mode": "IMMEDIATE",
+            # WAL: readers (snapshots, streams' pages) never wait for a writer, nor it for them.
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []
@@ -121,6 +131,12 @@ SSE_PRESENCE_GRACE_SECONDS = envint("SSE_PRESENCE_GRACE_SECONDS", 20, minimum=1,
 # to go before the process exits: 10 s is far more than flushing a few KiB per stream takes,
 # and well inside systemd's default 90 s stop timeout.
 SSE_SHUTDOWN_SECONDS = envint("SSE_SHUTDOWN_SECONDS", 10, minimum=0, maximum=300)
+# A channel's history expires this long after its last event, so Redis holds the channels in
+# use, not every channel ever used. The record of a conversation is in the database.
+SSE_HISTORY_TTL_SECONDS = envint("SSE_HISTORY_TTL_SECONDS", 604800, minimum=0, maximum=10 * 365 * 86400)
+# Each server process runs the outbox relay and the recorder (realtime.background). The
+# test suite turns this off in its own process and drives their single steps itself.
+SSE_BACKGROUND = envbool("SSE_BACKGROUND", True)
 
 if SSE_USE_REDIS:
     _redis_host: dict[str, object] | str = (

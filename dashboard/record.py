@@ -1,0 +1,181 @@
+"""The record of a conversation: every event of a session, kept in the database.
+
+Two ways in:
+
+- A command (`dashboard.services`) writes its events here in its own transaction, linked to
+  their outbox rows (`realtime.outbox`), which publish them after the commit.
+- Events other services publish on `sse:session:{name}` (the Python helpers,
+  `POST /api/publish`, a raw `PUBLISH`) arrive from the bus's recorder through
+  `realtime.signals.events_to_record` and are stored once each: by their bus id, and chat
+  messages also by their `message_id`.
+
+Transcripts, the admin timeline and the session snapshot read `transcript()`; none of them
+reads the bus's history, so a Redis restart or a trimmed history loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from dashboard.models import ChatSession, SessionEvent, Status
+from realtime.bus import PendingEvent
+from realtime.channels import SESSION_PREFIX, InvalidChannel, validate_name
+from realtime.envelope import InvalidEvent, parse_event_id
+
+logger = logging.getLogger(__name__)
+
+
+def store_command_events(session: ChatSession, pending: Iterable[PendingEvent], source: str) -> None:
+    """Store a command's session-channel events with it (call inside its transaction)."""
+    channel = SESSION_PREFIX + session.name
+    rows = []
+    for event in pending:
+        if event.draft.channel != channel:
+            continue
+        envelope = json.loads(event.draft.body)
+        payload = envelope["payload"]
+        rows.append(
+            SessionEvent(
+                session=session,
+                type=envelope["type"],
+                source=source,
+                payload=payload,
+                timestamp=envelope["timestamp"],
+                outbox=event.batch.rows[event.index],
+                message_id=_message_id(envelope["type"], payload),
+            )
+        )
+    SessionEvent.objects.bulk_create(rows)
+
+
+def transcript(name: str, *, upto: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    """The latest `limit` events of session `name`, oldest first, as envelopes.
+
+    With `upto` (a bus cursor), events published after it are left out: the stream resumed
+    from that cursor brings them, so a page that loads this and then resumes sees each once.
+    Events with no id yet (waiting in the outbox while Redis is down, or published raw) are
+    always included: clients recognise chat messages by `message_id`.
+    """
+    rows = list(SessionEvent.objects.of_session(name).order_by("-timestamp", "-pk")[: max(limit, 0) * 2])
+    last = _key(upto) if upto else None
+    kept = []
+    for row in reversed(rows):
+        bus_id = row.bus_id
+        if last is not None and bus_id is not None and _key(bus_id) > last:
+            continue
+        kept.append(row.envelope(name))
+    return kept[-limit:] if limit else []
+
+
+def _key(event_id: str) -> tuple[int, int]:
+    try:
+        return parse_event_id(event_id)
+    except InvalidEvent:
+        return (0, 0)
+
+
+def _message_id(event_type: str, payload: Any) -> str | None:
+    if event_type != "new_message" or not isinstance(payload, dict):
+        return None
+    value = payload.get("message_id")
+    return value if isinstance(value, str) and value else None
+
+
+# --- from the bus's recorder -----------------------------------------------------------
+
+
+def store_bus_events(envelopes: list[dict[str, Any]]) -> int:
+    """Store session-channel events published by other services; returns how many were new.
+
+    Idempotent: an event already stored (same bus id, or same `message_id`) is skipped, so
+    the recorder may hand the same events in again after a crash.
+    """
+    stored = 0
+    for envelope in envelopes:
+        name = _session_name(envelope.get("channel"))
+        if name is None:
+            continue
+        event_id = envelope.get("id") or ""
+        payload = envelope.get("payload") if isinstance(envelope.get("payload"), dict) else {}
+        message_id = _message_id(str(envelope.get("type")), payload)
+        if event_id and SessionEvent.objects.filter(event_id=event_id).exists():
+            continue
+        if message_id and SessionEvent.objects.filter(message_id=message_id).exists():
+            continue
+        try:
+            with transaction.atomic():
+                session = _session_for(name)
+                SessionEvent.objects.create(
+                    session=session,
+                    type=str(envelope.get("type"))[:32],
+                    source=str(envelope.get("source"))[:64],
+                    payload=payload,
+                    timestamp=float(envelope.get("timestamp") or timezone.now().timestamp()),
+                    event_id=event_id,
+                    message_id=message_id,
+                )
+        except IntegrityError:
+            continue  # stored meanwhile by another process's recorder
+        stored += 1
+    return stored
+
+
+def _session_name(channel: object) -> str | None:
+    if not isinstance(channel, str) or not channel.startswith(SESSION_PREFIX):
+        return None
+    try:
+        return validate_name(channel[len(SESSION_PREFIX) :], "session_name")
+    except InvalidChannel:
+        return None
+
+
+def _session_for(name: str) -> ChatSession:
+    """The session a service talks on; the first message of a chat creates it (the bot's)."""
+    session, _ = ChatSession.objects.get_or_create(name=name, defaults={"status": Status.AI_HANDLING})
+    return session
+
+
+# --- receivers of the bus's signals ---------------------------------------------------
+
+
+def on_events_to_record(sender: object, envelopes: list[dict[str, Any]], **kwargs: Any) -> None:
+    count = store_bus_events(envelopes)
+    if count:
+        logger.debug("recorded %d session event(s) from the bus", count)
+
+
+def on_outbox_published(sender: object, rows: list[Any], **kwargs: Any) -> None:
+    """A command's events went out: the session remembers the newest id (`last_event_id`)."""
+    from dashboard.services import record_last_event
+
+    newest: dict[str, str] = {}
+    for row in rows:
+        name = _session_name(row.channel)
+        if name is not None and row.event_id:
+            newest[name] = row.event_id
+    for name, event_id in newest.items():
+        record_last_event(name, event_id)
+    if newest:
+        transaction.on_commit(lambda: _sync_keys(list(newest)), robust=True)
+
+
+def _sync_keys(names: list[str]) -> None:
+    from dashboard.seed_keys import sync_all_to_redis
+
+    sync_all_to_redis(ChatSession.objects.select_related("agent").filter(name__in=names))
+
+
+def on_redis_reconnected(sender: object, empty: bool, **kwargs: Any) -> None:
+    """A Redis that lost its data gets the seed's session keys back from the database."""
+    if not empty:
+        return
+    from dashboard.seed_keys import sync_all_to_redis
+
+    written = sync_all_to_redis()
+    logger.info("Redis came back without its data: rewrote the keys of %d session(s)", written)

@@ -1,0 +1,176 @@
+"""The transactional outbox: a command's events are rows written with its change, published
+after the commit by the product itself.
+
+    write (in the command's transaction) -> commit -> flush() in the committing thread
+                                                   -> the relay thread of any server process
+                                                      retries what is left, oldest first
+
+Every flush takes what is left to publish oldest first and publishes it batch by batch (a
+batch is one transaction's events). A batch is published once even when two flushes race
+for it or one dies between publishing and marking: Redis remembers each batch for an hour
+(`OUTBOX_DEDUPE_SECONDS`) and answers a repeat with the ids it gave the first time. Since
+every flush goes oldest first and a batch is done before the next is tried, the events of
+one session (whose commands the database orders) go out in commit order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from django.db import close_old_connections, transaction
+from django.utils import timezone
+
+from realtime import signals
+from realtime.envelope import Draft, parse_event_id, with_id
+from realtime.health import health
+from realtime.hub import stats
+from realtime.models import OutboxEvent
+
+logger = logging.getLogger(__name__)
+
+# Rows read per flush: a backlog after an outage drains in steps of this many.
+FLUSH_ROWS = 500
+# The relay thread looks for leftovers this often (rows a committing thread could not
+# publish: Redis was down, or the process died right after the commit).
+RELAY_INTERVAL = 1.0
+
+_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
+
+
+@dataclass
+class Batch:
+    """The events one transaction wrote; `ids` is filled in once they are published."""
+
+    key: str
+    drafts: list[Draft]
+    ids: list[str] = field(default_factory=list)
+    rows: list[OutboxEvent] = field(default_factory=list)
+
+
+def write(drafts: list[Draft], using: str | None = None) -> Batch:
+    """Store `drafts` as one batch in the current transaction; publish after the commit."""
+    batch = Batch(uuid.uuid4().hex, drafts)
+    batch.rows = OutboxEvent.objects.using(using).bulk_create(
+        [OutboxEvent(batch=batch.key, channel=d.channel, type=d.type, body=d.body) for d in drafts]
+    )
+    transaction.on_commit(lambda: _after_commit(batch), using=using, robust=True)
+    return batch
+
+
+def _after_commit(batch: Batch) -> None:
+    published = flush()
+    ids = published.get(batch.key)
+    if ids is None:
+        # Published by another thread or process meanwhile, or still waiting for Redis.
+        found = dict(OutboxEvent.objects.filter(batch=batch.key).values_list("pk", "event_id"))
+        ids = [found.get(row.pk, "") for row in batch.rows]
+        relay().wake()
+    batch.ids = ids if all(ids) else []
+
+
+_flush_lock = threading.Lock()
+
+
+def flush(limit: int = FLUSH_ROWS) -> dict[str, list[str]]:
+    """One step: publish what is left, oldest first; returns the ids of each batch published.
+
+    Stops at the first batch Redis cannot take (the rest must not overtake it).
+    """
+    from realtime.bus import get_layer, reached_redis
+
+    layer = get_layer()
+    published: dict[str, list[str]] = {}
+    with _flush_lock:
+        rows = list(OutboxEvent.objects.filter(published_at__isnull=True).order_by("pk")[:limit])
+        groups: dict[str, list[OutboxEvent]] = {}
+        for row in rows:
+            groups.setdefault(row.batch, []).append(row)
+        for key, members in groups.items():
+            if not health.should_try():
+                break
+            drafts = [Draft(row.channel, row.type, row.body) for row in members]
+            try:
+                ids = layer.publish_batch_sync(drafts, key)
+            except _UNAVAILABLE as exc:
+                health.mark_down(f"Redis is unreachable: {exc}")
+                logger.warning("outbox: %d event(s) wait for Redis: %s", len(rows), exc)
+                break
+            reached_redis()
+            _mark(members, ids)
+            published[key] = ids
+            stats["outbox_published"] += len(ids)
+    return published
+
+
+def _mark(rows: list[OutboxEvent], ids: list[str]) -> None:
+    now = timezone.now()
+    for row, event_id in zip(rows, ids, strict=True):
+        row.event_id = event_id
+        row.published_at = now
+    with transaction.atomic():
+        OutboxEvent.objects.bulk_update(rows, ["event_id", "published_at"])
+        signals.outbox_published.send(sender=OutboxEvent, rows=rows)
+
+
+def published_on(channel: str, limit: int, *, upto: str | None = None) -> list[dict[str, Any]]:
+    """The latest `limit` commands' events published on `channel`, oldest first, as envelopes
+    (from the database: they outlive the bus's history); with `upto`, none after that id."""
+    rows = OutboxEvent.objects.filter(channel=channel).exclude(event_id="").order_by("-pk")
+    last = parse_event_id(upto) if upto else None
+    events = []
+    for event_id, body in rows.values_list("event_id", "body")[: limit * 2]:
+        if last is not None and parse_event_id(event_id) > last:
+            continue
+        events.append(json.loads(with_id(event_id, body)))
+        if len(events) == limit:
+            break
+    return events[::-1]
+
+
+def pending_count() -> int:
+    return OutboxEvent.objects.filter(published_at__isnull=True).count()
+
+
+class Relay:
+    """A thread per server process that publishes what the committing threads could not."""
+
+    def __init__(self, step: Callable[[], dict[str, list[str]]] = flush, interval: float = RELAY_INTERVAL) -> None:
+        self.step = step
+        self.interval = interval
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="sse-outbox-relay", daemon=True)
+                self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            try:
+                while sum(len(ids) for ids in self.step().values()) >= FLUSH_ROWS:
+                    pass  # a backlog: keep going
+            except Exception:
+                logger.exception("outbox relay step failed")
+                close_old_connections()  # a broken database connection is opened anew next time
+
+
+_relay = Relay()
+
+
+def relay() -> Relay:
+    return _relay

@@ -1,0 +1,307 @@
+"""The recorder: session-channel events other services publish are handed to the database.
+
+Commands store their events themselves (the outbox). Events a service publishes on a
+session channel through the publish path (the Python helpers, `POST /api/publish`) are
+stored by the recorder instead, exactly once even when it was down for a while:
+
+- On Redis, the publish script also appends such events to the stream `sse:record`; each
+  server process reads it as a consumer of one group (`XREADGROUP`), hands the events to
+  `signals.events_to_record` and acknowledges them only after that returned. An event a
+  dead process had read but not acknowledged is claimed by another after `CLAIM_AFTER_MS`.
+  Receivers store by the event's id, so a repeat is harmless.
+- Raw `PUBLISH`ed events (no id, not in the stream) are stored while a recorder runs: one
+  process at a time (a lease in Redis) listens to `sse:session:*` for them.
+- On the in-memory layer, the publish path hands events straight to a queue read by a
+  thread here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+from typing import Any
+
+import redis
+
+from realtime import signals
+from realtime.channels import SESSION_PREFIX
+from realtime.envelope import InvalidEvent, parse_incoming, raw_message_id
+from realtime.hub import stats
+from realtime.redis_conn import COMMAND_TIMEOUT, RedisTarget
+from realtime.redis_store import RECORD_STREAM
+
+logger = logging.getLogger(__name__)
+
+GROUP = "recorder"
+# Entries read per step: a backlog after downtime is stored in steps of this many.
+READ_COUNT = 200
+# How long one read waits for new entries; also how fast a stop is noticed.
+BLOCK_MS = 1000
+# An entry read but not acknowledged for this long belongs to a recorder that died.
+CLAIM_AFTER_MS = 30_000
+# One process at a time listens for raw PUBLISHes (each would otherwise store them too).
+RAW_LEASE_KEY = "sse:recorder:raw"
+RAW_LEASE_MS = 10_000
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def deliver(envelopes: list[dict[str, Any]]) -> None:
+    """Hand validated envelopes to the receivers; raises if a receiver failed (retry later)."""
+    if not envelopes:
+        return
+    for _receiver, response in signals.events_to_record.send_robust(sender=None, envelopes=envelopes):
+        if isinstance(response, Exception):
+            raise response
+    stats["recorded"] += len(envelopes)
+
+
+def _valid(raw: bytes | str, channel: str) -> dict[str, Any] | None:
+    try:
+        return parse_incoming(raw, channel)
+    except InvalidEvent:
+        return None
+    except Exception:  # noqa: BLE001 - any bad input is dropped, like the hub does
+        return None
+
+
+class StreamRecorder:
+    """One server process's reader of `sse:record` (a loop of single steps)."""
+
+    def __init__(self, client: redis.Redis, consumer: str | None = None) -> None:
+        self.client = client
+        self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}"
+        self._group_ready = False
+        self._next_claim = 0.0
+
+    def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            # From the start of the stream: events written before any recorder ran count too.
+            self.client.xgroup_create(RECORD_STREAM, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    def step(self, block_ms: int = BLOCK_MS) -> int:
+        """Store what is waiting (own unacknowledged entries first); returns how many."""
+        self._ensure_group()
+        try:
+            entries = self._read("0", 0) or self._claim() or self._read(">", block_ms)
+        except redis.ResponseError as exc:
+            if "NOGROUP" in str(exc):  # Redis restarted empty: the group is gone
+                self._group_ready = False
+                return 0
+            raise
+        if not entries:
+            return 0
+        envelopes = []
+        for _entry_id, fields in entries:
+            channel = _text(fields.get(b"c", b""))
+            event = _valid(fields.get(b"e", b""), channel) if channel.startswith(SESSION_PREFIX) else None
+            if event is not None:
+                envelopes.append(event)
+        deliver(envelopes)
+        self.client.xack(RECORD_STREAM, GROUP, *[entry_id for entry_id, _ in entries])
+        return len(entries)
+
+    def _read(self, start: str, block_ms: int) -> list[Any]:
+        answer: Any = self.client.xreadgroup(
+            GROUP, self.consumer, {RECORD_STREAM: start}, count=READ_COUNT, block=block_ms or None
+        )
+        return [(i, f) for _, items in (answer or []) for i, f in items if f]
+
+    def _claim(self) -> list[Any]:
+        if time.monotonic() < self._next_claim:
+            return []
+        self._next_claim = time.monotonic() + CLAIM_AFTER_MS / 1000 / 2
+        answer: Any = self.client.xautoclaim(
+            RECORD_STREAM, GROUP, self.consumer, min_idle_time=CLAIM_AFTER_MS, start_id="0-0", count=READ_COUNT
+        )
+        return [(i, f) for i, f in answer[1] if f]
+
+
+class RawRecorder:
+    """Stores raw PUBLISHes on session channels, in the one process that holds the lease.
+
+    `listener` is a client without retries (`RedisTarget.sync_client(pubsub=True)`): a lost
+    connection must end the subscription visibly, not be replaced behind our back.
+    """
+
+    def __init__(self, client: redis.Redis, owner: str | None = None, listener: redis.Redis | None = None) -> None:
+        self.client = client
+        self.listener = listener or client
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+        self._pubsub: Any = None
+        self._renew_at = 0.0
+
+    def _holds_lease(self) -> bool:
+        now = time.monotonic()
+        if now < self._renew_at:
+            return True
+        mine = self.client.set(RAW_LEASE_KEY, self.owner, nx=True, px=RAW_LEASE_MS)
+        if not mine and _text(self.client.get(RAW_LEASE_KEY) or b"") == self.owner:
+            self.client.pexpire(RAW_LEASE_KEY, RAW_LEASE_MS)
+            mine = True
+        self._renew_at = now + RAW_LEASE_MS / 1000 / 3 if mine else now + 1.0
+        return bool(mine)
+
+    def step(self, timeout: float = 1.0) -> int:
+        if not self._holds_lease():
+            self.stop_listening()
+            time.sleep(timeout)
+            return 0
+        if self._pubsub is None:
+            self._pubsub = self.listener.pubsub(ignore_subscribe_messages=True)
+            self._pubsub.psubscribe(SESSION_PREFIX + "*")
+        envelopes: list[dict[str, Any]] = []
+        wait = timeout
+        for _ in range(READ_COUNT):
+            message = self._next_message(wait)
+            if message is None:
+                break
+            wait = 0.0
+            raw = message.get("data")
+            if message.get("type") == "pmessage" and isinstance(raw, (bytes, str)):
+                event = _valid(raw, _text(message.get("channel")))
+                if event is not None and "id" not in event:
+                    event.setdefault("payload", {}).setdefault("message_id", raw_message_id(raw))
+                    envelopes.append(event)
+        deliver(envelopes)
+        return len(envelopes)
+
+    def _next_message(self, wait: float) -> dict[str, Any] | None:
+        """The next message, once its first bytes are there within `wait` seconds.
+
+        Not `get_message(timeout=wait)`: redis-py (8.1) applies that timeout to reading the
+        whole message, and a large message still arriving when it runs out is cut: the
+        connection is dropped and the rest of the burst lost. Waiting for the first bytes,
+        then giving the message a command's time to complete, loses nothing.
+        """
+        if not self._pubsub.connection.can_read(timeout=wait):
+            return None
+        message: dict[str, Any] | None = self._pubsub.get_message(timeout=COMMAND_TIMEOUT)
+        return message
+
+    def stop_listening(self) -> None:
+        if self._pubsub is not None:
+            try:
+                self._pubsub.close()
+            except (redis.RedisError, OSError):
+                pass
+            self._pubsub = None
+
+
+def _loop(name: str, step: Any, on_error: Any = None) -> None:
+    from django.db import close_old_connections
+
+    while True:
+        try:
+            step()
+        except (redis.RedisError, OSError) as exc:
+            logger.debug("recorder %s waits for Redis: %s", name, exc)
+            if on_error is not None:
+                on_error()
+            time.sleep(1.0)
+        except Exception:
+            logger.exception("recorder %s step failed; retrying", name)
+            close_old_connections()
+            time.sleep(1.0)
+
+
+def start_redis_recorders(target: RedisTarget) -> None:
+    client = target.sync_client()
+    stream = StreamRecorder(client)
+    raw = RawRecorder(client, listener=target.sync_client(pubsub=True))
+    threading.Thread(target=_loop, args=("stream", stream.step), name="sse-recorder", daemon=True).start()
+    threading.Thread(
+        target=_loop, args=("raw", raw.step, raw.stop_listening), name="sse-recorder-raw", daemon=True
+    ).start()
+
+
+class MemoryRecorder:
+    """The in-memory layer's recorder: a queue and a thread."""
+
+    # A process without the thread (a management command on the in-memory layer) keeps at
+    # most this many; a server's thread stores them within milliseconds.
+    MAX_QUEUED = 100_000
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue[str] = queue.Queue(self.MAX_QUEUED)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, envelope: str) -> None:
+        """Queue an event for the thread; a process without it (a management command, a
+        script using the sync helper) stores it at once when called outside an event loop."""
+        if self._thread is None and not _in_event_loop():
+            event = _json(envelope)
+            if event is not None:
+                try:
+                    deliver([event])
+                except Exception:
+                    stats["record_dropped"] += 1
+                    logger.exception("a session event could not be stored")
+            return
+        try:
+            self.queue.put_nowait(envelope)
+        except queue.Full:
+            stats["record_dropped"] += 1
+            logger.error("the recorder queue is full: a session event was not stored")
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=_loop, args=("memory", lambda: self.step(1.0)), name="sse-recorder", daemon=True
+                )
+                self._thread.start()
+
+    def step(self, timeout: float | None = None) -> int:
+        """Store what is queued (waits for the first item up to `timeout`); returns how many."""
+        try:
+            first = self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return 0
+        items = [first]
+        while len(items) < READ_COUNT:
+            try:
+                items.append(self.queue.get_nowait())
+            except queue.Empty:
+                break
+        envelopes = [event for event in (_json(item) for item in items) if event is not None]
+        deliver(envelopes)
+        return len(items)
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _json(raw: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+_memory = MemoryRecorder()
+
+
+def memory_recorder() -> MemoryRecorder:
+    return _memory
