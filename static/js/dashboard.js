@@ -17,6 +17,7 @@
     sessions: new Map(), // name -> {name, status, agent, reason, since}
     closed: 0,
     feed: [], // newest first
+    inFeed: new Set(), // keys (message_id or event id) of the events in the feed, so none shows twice
     agents: [],
     shown: new Set(loadFilter()),
   };
@@ -145,7 +146,10 @@
         return [d.agent || "the agent", " left ", link];
       case "new_message": {
         const text = String(d.text ?? "");
-        return [link, " · ", d.sender === "agent" ? d.agent || "agent" : d.sender || "customer", ": ",
+        // An agent's line only when the workbench sent it (`source` is stamped by the server).
+        const who = d.sender === "agent" && event.source === "agent_workbench" ? d.agent || "agent"
+          : d.sender === "agent" ? "bot" : d.sender || "customer";
+        return [link, " · ", who, ": ",
           text.length > 90 ? text.slice(0, 90) + "…" : text];
       }
       default:
@@ -166,10 +170,31 @@
     $("feed-empty").hidden = visible.length > 0;
   }
 
+  /** What makes an event the same as one already in the feed: its chat message, else its id. */
+  const feedKey = (event) => Live.messageIdOf(event) || event.id || null;
+
+  /** Newest first, without repeats (a message replayed after an outage comes with another id). */
+  function feedFrom(events) {
+    state.inFeed.clear();
+    const kept = [];
+    for (const event of events) {
+      const key = feedKey(event);
+      if (key && state.inFeed.has(key)) continue;
+      if (key) state.inFeed.add(key);
+      kept.push(event);
+    }
+    return kept;
+  }
+
   function feedAdd(event) {
     if (!FEED_TYPES.includes(event.type)) return;
+    const key = feedKey(event);
+    if (key && state.inFeed.has(key)) return;
+    if (key) state.inFeed.add(key);
     state.feed.unshift(event);
-    if (state.feed.length > FEED_MAX) state.feed.length = FEED_MAX;
+    if (state.feed.length > FEED_MAX) {
+      for (const gone of state.feed.splice(FEED_MAX)) state.inFeed.delete(feedKey(gone));
+    }
     if (state.shown.has(event.type)) {
       $("feed").prepend(feedItem(event));
       const items = $("feed").children;
@@ -232,7 +257,7 @@
       if (session.status !== "closed") state.sessions.set(session.name, fromSession(session));
     }
     state.closed = feed.counts.closed || 0;
-    state.feed = feed.events.filter((e) => FEED_TYPES.includes(e.type)).reverse().slice(0, FEED_MAX);
+    state.feed = feedFrom(feed.events.filter((e) => FEED_TYPES.includes(e.type)).reverse().slice(0, FEED_MAX));
     renderSessions();
     renderFeed();
     pollPresence();

@@ -3,6 +3,8 @@
  * A page loads a snapshot, then opens ONE EventSource on /api/events carrying all of its
  * channels, resuming from the snapshot's cursor, so nothing published in between is lost.
  * A `reset` event (the server cannot resume us) is answered by reloading the snapshot.
+ * A `bus_status` event says whether the server process we are connected to can reach the
+ * other processes; while it cannot, a banner says that updates from elsewhere are paused.
  */
 (function () {
   "use strict";
@@ -155,46 +157,126 @@
 
   // --- transcript -------------------------------------------------------------------
 
-  /** Renders a session's events: customer, bot and agent messages told apart, plus system lines. */
+  /** The stable id of the chat message an event carries (new_message only), or null. */
+  Live.messageIdOf = function (event) {
+    const id = event && event.type === "new_message" && event.payload ? event.payload.message_id : null;
+    return typeof id === "string" && id ? id : null;
+  };
+
+  /** An agent's message only when the server says so: `source` is stamped from who is signed in. */
+  const fromAgent = (event, data) => data.sender === "agent" && event.source === "agent_workbench";
+
+  /**
+   * Renders a session's events: customer, bot and agent messages told apart, plus system lines.
+   *
+   * One chat message can reach a page several times: in the snapshot, in the answer to the
+   * page's own send, live on the stream, and again when a server replays what another process
+   * missed (then with another event id, or first without an id and later with one). Events are
+   * skipped by event id, and chat messages by their `message_id`, so each is shown once.
+   */
   class Transcript {
     constructor(node, me) {
       this.node = node;
       this.me = me;
-      this.ids = new Set();
+      this.ids = new Set(); // event ids shown
+      this.messageIds = new Set(); // message_ids shown
+      this.own = []; // this page's sends not yet tied to a message_id: {node, text, eventIds, messageId}
     }
 
     clear() {
       this.node.replaceChildren();
       this.ids.clear();
+      this.messageIds.clear();
+      this.own = [];
     }
 
-    /** Add one envelope; events already shown (same id) are skipped. Returns true if shown. */
-    add(event, pendingNode) {
+    /** Add one envelope; an event or chat message already shown is skipped. Returns true if shown. */
+    add(event) {
       if (event.id) {
         if (this.ids.has(event.id)) return false;
         this.ids.add(event.id);
       }
+      const messageId = Live.messageIdOf(event);
+      if (messageId) {
+        if (this.messageIds.has(messageId)) return false;
+        this.messageIds.add(messageId);
+      }
+      if (this.claim(event, messageId)) return false;
       const item = this.render(event);
       if (!item) return false;
+      if (messageId) item.dataset.messageId = messageId;
       const stick = this.node.scrollHeight - this.node.scrollTop - this.node.clientHeight < 60;
-      if (pendingNode && pendingNode.isConnected) pendingNode.replaceWith(item);
-      else this.node.append(item);
+      this.node.append(item);
       if (stick) this.node.scrollTop = this.node.scrollHeight;
       return true;
     }
 
-    /** A message being sent: shown at once, confirmed (replaced) when its event arrives. */
+    /**
+     * Is `event` a message this page sent and already shows? Matched by the event ids of the
+     * send's answer, else (with a message_id) by the text of the oldest unmatched send of ours.
+     */
+    claim(event, messageId) {
+      if (event.type !== "new_message") return false;
+      const data = (event.payload || {}).data || {};
+      if (!fromAgent(event, data) || data.agent !== this.me) return false;
+      let index = event.id ? this.own.findIndex((sent) => sent.eventIds.includes(event.id)) : -1;
+      if (index < 0 && messageId) {
+        const text = String(data.text ?? "");
+        index = this.own.findIndex((sent) => !sent.messageId && sent.text === text);
+      }
+      if (index < 0) return false;
+      const [sent] = this.own.splice(index, 1);
+      sent.node.classList.remove("pending");
+      if (messageId) sent.node.dataset.messageId = messageId;
+      return true;
+    }
+
+    /** A message being sent: shown at once, tied to its event when that arrives. */
     pending(text) {
       const item = this.message("agent", this.me, text, Date.now());
       item.classList.add("pending");
       this.node.append(item);
       this.node.scrollTop = this.node.scrollHeight;
-      return item;
+      const sent = { node: item, text, eventIds: [], messageId: null };
+      this.own.push(sent);
+      return sent;
     }
 
-    /** Mark event ids as shown (a message this page sent, confirmed by the server's answer). */
-    remember(ids) {
-      for (const id of ids || []) this.ids.add(id);
+    /**
+     * The server accepted a send: its answer's event ids (and message_id, when it carries one)
+     * let the event be recognised when it arrives. The bubble stays unless the message is
+     * already shown by an event that came first.
+     */
+    confirm(sent, answer) {
+      const eventIds = (answer && answer.event_ids) || [];
+      const messageId = answerMessageId(answer);
+      const waiting = this.own.includes(sent);
+      if (waiting && (eventIds.some((id) => this.ids.has(id)) || (messageId && this.messageIds.has(messageId)))) {
+        // The stream was faster and showed it without knowing it was ours.
+        this.own.splice(this.own.indexOf(sent), 1);
+        sent.node.remove();
+        return;
+      }
+      sent.node.classList.remove("pending");
+      if (!waiting) return; // already tied to its event
+      sent.eventIds = eventIds;
+      if (messageId) {
+        sent.messageId = messageId;
+        sent.node.dataset.messageId = messageId;
+        this.messageIds.add(messageId);
+        // From now on the message_id alone recognises it.
+        this.own.splice(this.own.indexOf(sent), 1);
+      }
+      for (const id of eventIds) this.ids.add(id);
+    }
+
+    /** The send failed: take the bubble away (unless an event already showed it as sent). */
+    fail(sent) {
+      const index = this.own.indexOf(sent);
+      if (index < 0) return false;
+      this.own.splice(index, 1);
+      sent.node.remove();
+      return true;
     }
 
     message(sender, agent, text, ms) {
@@ -212,8 +294,11 @@
       const ms = Live.toLocalMs(event.timestamp * 1000);
       const line = (text) => Live.el("div", { class: "sys" }, text, Live.time(ms));
       switch (event.type) {
-        case "new_message":
-          return this.message(data.sender || "customer", data.agent, String(data.text ?? ""), ms);
+        case "new_message": {
+          // A line that says it is an agent's but does not come from the workbench is the bot's.
+          const sender = fromAgent(event, data) ? "agent" : data.sender === "bot" || data.sender === "agent" ? "bot" : "customer";
+          return this.message(sender, data.agent, String(data.text ?? ""), ms);
+        }
         case "transfer_request":
           return line("The bot asked for an agent" + (data.reason ? ": " + data.reason : ""));
         case "agent_joined":
@@ -229,11 +314,24 @@
       }
     }
   }
+
+  /** A command's answer may name the message it stored: `message_id`, or in its events' payloads. */
+  function answerMessageId(answer) {
+    if (!answer) return null;
+    if (typeof answer.message_id === "string" && answer.message_id) return answer.message_id;
+    for (const event of Array.isArray(answer.events) ? answer.events : []) {
+      const id = Live.messageIdOf(event);
+      if (id) return id;
+    }
+    return null;
+  }
   Live.Transcript = Transcript;
 
   // --- the stream -------------------------------------------------------------------
 
-  const EVENT_TYPES = ["status_change", "transfer_request", "new_message", "agent_joined", "agent_left", "heartbeat", "reset"];
+  const EVENT_TYPES = [
+    "status_change", "transfer_request", "new_message", "agent_joined", "agent_left", "heartbeat", "reset", "bus_status",
+  ];
   // After this long without a working stream, "reconnecting" becomes "offline".
   const OFFLINE_AFTER_MS = 10000;
   // Back-off when the browser has given up on a stream (an HTTP error such as 503).
@@ -245,6 +343,16 @@
     reconnecting: "Connection lost. Reconnecting… anything you miss meanwhile will appear once it is back.",
     offline: "The server cannot be reached. Still trying; this page catches up by itself when it is back.",
   };
+  // While the process this page is connected to cannot reach the others (its Redis link is down).
+  const BUS_TEXT = {
+    lead: "Live updates from other servers are paused.",
+    rest: "This page still shows what happens on this server; the rest follows when the link is back.",
+    back: "Live updates from other servers are back.",
+  };
+  // A stream that opens on a degraded process is told so at once; a healthy one says nothing. After a
+  // reconnect (a workbench does one for every session it opens) the banner waits this long for the word
+  // before it goes, so it does not blink off and on, nor get read out again, on every reconnect.
+  const BUS_CONFIRM_MS = 1500;
   const STATE_TEXT = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…", offline: "Offline" };
 
   /**
@@ -267,6 +375,8 @@
       this.downSince = null;
       this.retryTimer = null;
       this.offlineTimer = null;
+      this.bus = "ok"; // the last bus_status of this connection: "ok" or "degraded"
+      this.busTimer = null;
       window.addEventListener("offline", () => this.setState("offline"));
       window.addEventListener("online", () => { if (!this.source) this.reconnect(); });
     }
@@ -312,6 +422,7 @@
         if (source !== this.source) return;
         this.failures = 0;
         this.downSince = null;
+        this.busOpened();
         this.setState("live");
       };
       source.onerror = () => {
@@ -350,6 +461,11 @@
         return;
       }
       if (event.type === "heartbeat") return;
+      if (event.type === "bus_status") {
+        const payload = event.payload || {};
+        this.setBus(payload.state === "degraded" ? "degraded" : "ok", String(payload.reason || ""));
+        return;
+      }
       if (event.type === "reset") {
         this.reload();
         return;
@@ -392,6 +508,40 @@
       this.source = null;
     }
 
+    /** A new connection is open: what the last one said about the bus no longer holds. */
+    busOpened() {
+      clearTimeout(this.busTimer);
+      if (this.bus !== "degraded") return;
+      if (!busBannerShown()) {
+        this.bus = "ok"; // nothing on screen (the page was not live): nothing to wait for
+        return;
+      }
+      this.busTimer = setTimeout(() => this.setBus("ok", "", { quiet: true }), BUS_CONFIRM_MS);
+    }
+
+    setBus(state, reason, { quiet } = {}) {
+      clearTimeout(this.busTimer);
+      const was = this.bus;
+      this.bus = state;
+      if (state === "degraded" && was !== "degraded") console.info("bus degraded:", reason);
+      this.renderBus(state === "ok" && was === "degraded" && !quiet);
+    }
+
+    /** The bus banner: shown while the stream is live and its process says it is degraded. */
+    renderBus(announceBack) {
+      const degraded = this.bus === "degraded" && this.state === "live";
+      document.documentElement.dataset.bus = degraded ? "degraded" : "ok";
+      const region = Live.$("bus-status");
+      if (!region) return;
+      if (degraded) {
+        if (!busBannerShown()) region.replaceChildren(busBanner());
+      } else if (announceBack && busBannerShown()) {
+        region.replaceChildren(Live.el("span", { class: "visually-hidden" }, BUS_TEXT.back));
+      } else if (busBannerShown()) {
+        region.replaceChildren();
+      }
+    }
+
     setState(state) {
       if (state === this.state) return;
       this.state = state;
@@ -409,7 +559,19 @@
         banner.dataset.state = state;
         banner.textContent = BANNER_TEXT[state] || "";
       }
+      this.renderBus(false);
     }
   }
   Live.LiveStream = LiveStream;
+
+  function busBannerShown() {
+    const region = Live.$("bus-status");
+    return Boolean(region && region.querySelector(".bus-banner"));
+  }
+
+  function busBanner() {
+    return Live.el("div", { class: "bus-banner" },
+      Live.el("span", { class: "bus-icon", "aria-hidden": "true" }),
+      Live.el("p", {}, Live.el("strong", {}, BUS_TEXT.lead), " ", BUS_TEXT.rest));
+  }
 })();

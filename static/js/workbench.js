@@ -9,11 +9,14 @@
   const { el, $, config } = Live;
   const me = config.me;
   const SLA_MS = config.sla_seconds * 1000;
+  // Enough to recognise any message replayed after an outage; the oldest are forgotten first.
+  const COUNTED_MAX = 5000;
 
   const state = {
     queue: new Map(), // name -> {name, reason, since}
     mine: new Map(), // name -> session object
     unread: new Map(), // name -> count of customer messages not yet seen
+    counted: new Set(), // message_ids (and event ids) already counted as unread
     open: null, // name of the session in the pane
     openSession: null, // its session object (status, agent, ...)
   };
@@ -197,6 +200,11 @@
         break;
       case "new_message":
         if (name !== state.open && state.mine.has(name) && data.sender !== "agent" && event.channel !== "sse:broadcast") {
+          // A message replayed after an outage (another event id, or first none) counts once.
+          const key = Live.messageIdOf(event) || event.id;
+          if (key && state.counted.has(key)) break;
+          if (key) state.counted.add(key);
+          if (state.counted.size > COUNTED_MAX) state.counted.delete(state.counted.values().next().value);
           state.unread.set(name, (state.unread.get(name) || 0) + 1);
           renderMine();
         }
@@ -343,20 +351,19 @@
     const text = box.value.trim();
     const name = state.open;
     if (!text || !name) return;
-    const pendingNode = transcript.pending(text);
+    const sent = transcript.pending(text);
     box.value = "";
     autosize();
     try {
       const result = await Live.post(Live.sessionUrl(name, "messages"), { text });
       if (state.open !== name) return;
-      // The stream may already have shown it; if not, show it now and skip it when it arrives.
-      const shown = (result.event_ids || []).some((id) => transcript.ids.has(id));
-      if (shown) pendingNode.remove();
-      else pendingNode.classList.remove("pending");
-      transcript.remember(result.event_ids);
+      // Shown now, from the answer (also while the server cannot reach the others); when the
+      // stream brings the message, now or after an outage, it is recognised and not shown again.
+      transcript.confirm(sent, result);
     } catch (err) {
-      pendingNode.remove();
-      if (!box.value) box.value = text;
+      const here = state.open === name;
+      if (here && !transcript.fail(sent)) return; // the stream already showed it: it was sent
+      if (here && !box.value) box.value = text;
       Live.toast("Not sent: " + err.message, "error");
     }
   }
