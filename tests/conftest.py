@@ -7,8 +7,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 
 from tests.support.procs import Daphne, RedisServer, base_env, migrate
+
+# The outbox relay and the recorder are background threads of server processes; in this
+# process the tests drive their single steps themselves (daphne processes run them).
+settings.SSE_BACKGROUND = False
+
+
+@pytest.fixture(autouse=True)
+def empty_recorder_queue() -> Iterator[None]:
+    """The in-memory recorder's queue is per process: what one test published is not another's."""
+    from realtime.recorder import memory_recorder
+
+    yield
+    recorder_queue = memory_recorder().queue
+    while not recorder_queue.empty():
+        recorder_queue.get_nowait()
 
 
 @pytest.fixture

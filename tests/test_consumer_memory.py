@@ -79,6 +79,9 @@ async def test_an_event_published_after_open_arrives_as_an_id_event_data_frame()
     await stream.disconnect()
 
 
+# The publisher's thread stores the session event in the record on its own connection, outside
+# the test's transaction: a transactional test empties the tables after it.
+@pytest.mark.django_db(transaction=True)
 @in_loop
 async def test_an_event_published_by_sync_code_in_another_thread_arrives() -> None:
     stream = Stream("/api/sessions/user_123_abc/events", headers=BEARER)

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.support.procs import Daphne, RedisServer, request, wait_until
 
 
+@pytest.mark.django_db
 def test_on_the_embedded_default_it_reports_the_memory_layer(client) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
     body = response.json()
-    assert body["layer"] == "memory" and body["redis"] == {"configured": False, "reachable": None}
+    assert body["layer"] == "memory" and body["redis"] == {"configured": False, "reachable": None, "target": None}
+    assert body["status"] == "ok" and body["reason"] is None and body["outbox_pending"] == 0
     assert body["history_size"] == 1000
 
 

@@ -1,4 +1,4 @@
-"""Hub.heal: the replay after a lost bus connection, one step at a time, without Redis."""
+"""Hub.heal and RedisLink's seam: the replay after a lost link, one step at a time, without Redis."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Any
 
 from realtime.history import Resume, StoredEvent
 from realtime.hub import Hub
+from realtime.link import RedisLink
+from realtime.redis_conn import RedisTarget
 
 
 class Backend:
@@ -42,7 +44,8 @@ def envelope(event_id: str, n: int) -> str:
             "payload": {"n": n},
             "timestamp": 1.0,
             "source": "ai_chatbot",
-        }
+        },
+        separators=(",", ":"),  # as the publish script writes it: the id first, compact
     )
 
 
@@ -50,18 +53,15 @@ def run(scenario: Any) -> Any:
     return asyncio.run(scenario())
 
 
-def test_missed_events_are_replayed_and_live_ones_that_arrive_meanwhile_follow_without_duplicates() -> None:
-    async def scenario() -> list[Any]:
+def test_what_was_published_after_the_loss_point_is_replayed_and_the_last_replayed_id_returned() -> None:
+    async def scenario() -> tuple[list[Any], str | None]:
         hub = Hub(Backend(), asyncio.get_running_loop())
         recorder = Recorder(CHANNEL)
         await hub.add(recorder)
         hub.deliver(CHANNEL, envelope("100-0", 0))
-        hub.mark_lost()
-        release = asyncio.Event()
 
         async def read(channels: list[str], after: str) -> Resume:
-            assert after == "100-0"
-            await release.wait()
+            assert (channels, after) == ([CHANNEL], "100-0")
             return Resume(
                 events=[
                     StoredEvent("101-0", CHANNEL, envelope("101-0", 1)),
@@ -69,51 +69,42 @@ def test_missed_events_are_replayed_and_live_ones_that_arrive_meanwhile_follow_w
                 ]
             )
 
-        healing = asyncio.ensure_future(hub.heal([CHANNEL], read))
-        await asyncio.sleep(0)
-        # While history is read, the live stream goes on: one copy of a replayed event, one new.
-        hub.deliver(CHANNEL, envelope("102-0", 2))
-        hub.deliver(CHANNEL, envelope("103-0", 3))
-        assert [e["payload"]["n"] for e in recorder.events] == [0]
-        release.set()
-        await healing
-        return [e["payload"]["n"] for e in recorder.events]
+        cut = await hub.heal("100-0", read, "the connection to Redis was lost")
+        return [e["payload"]["n"] for e in recorder.events], cut
 
-    assert run(scenario) == [0, 1, 2, 3]
+    assert run(scenario) == ([0, 1, 2], "102-0")
 
 
-def test_a_gap_that_cannot_be_closed_sends_one_reset_and_the_stream_goes_on() -> None:
+def test_a_gap_that_cannot_be_closed_sends_one_reset_per_stream_and_the_stream_goes_on() -> None:
     async def scenario() -> list[str]:
         hub = Hub(Backend(), asyncio.get_running_loop())
         recorder = Recorder(CHANNEL, "sse:broadcast")
         await hub.add(recorder)
         hub.deliver(CHANNEL, envelope("100-0", 0))
-        hub.mark_lost()
 
         async def read(channels: list[str], after: str) -> Resume:
             return Resume(reset=True, reason="Redis restarted")
 
-        await hub.heal([CHANNEL, "sse:broadcast"], read)
+        assert await hub.heal("100-0", read, "lost") is None
         hub.deliver(CHANNEL, envelope("200-0", 1))
         return [e["type"] for e in recorder.events]
 
     assert run(scenario) == ["new_message", "reset", "new_message"]
 
 
-def test_without_a_known_position_the_subscribers_are_reset() -> None:
-    async def scenario() -> list[str]:
+def test_without_a_known_position_the_streams_are_reset_with_the_given_reason() -> None:
+    async def scenario() -> list[Any]:
         hub = Hub(Backend(), asyncio.get_running_loop())
         recorder = Recorder(CHANNEL)
         await hub.add(recorder)
-        hub.mark_lost()
 
         async def read(channels: list[str], after: str) -> Resume:
             raise AssertionError("nothing to resume from")
 
-        await hub.heal([CHANNEL], read)
-        return [e["type"] for e in recorder.events]
+        await hub.heal(None, read, "Redis was restarted without its data")
+        return [(e["type"], e["payload"]["reason"]) for e in recorder.events]
 
-    assert run(scenario) == ["reset"]
+    assert run(scenario) == [("reset", "Redis was restarted without its data")]
 
 
 def test_a_failed_history_read_resets_instead_of_hiding_the_gap() -> None:
@@ -122,31 +113,57 @@ def test_a_failed_history_read_resets_instead_of_hiding_the_gap() -> None:
         recorder = Recorder(CHANNEL)
         await hub.add(recorder)
         hub.deliver(CHANNEL, envelope("100-0", 0))
-        hub.mark_lost()
 
         async def read(channels: list[str], after: str) -> Resume:
             raise ConnectionError("Redis went away again")
 
-        await hub.heal([CHANNEL], read)
+        await hub.heal("100-0", read, "lost")
         return [e["type"] for e in recorder.events]
 
     assert run(scenario) == ["new_message", "reset"]
 
 
-def test_a_stream_that_opened_after_the_loss_gets_no_replay_and_no_reset() -> None:
-    async def scenario() -> tuple[list[str], list[str]]:
+def test_a_stream_that_opened_while_the_link_was_down_is_healed_too() -> None:
+    """It opened on a channel the process already listened to: it cannot know what it missed."""
+
+    async def scenario() -> tuple[list[int], list[int]]:
         hub = Hub(Backend(), asyncio.get_running_loop())
         old, new = Recorder(CHANNEL), Recorder(CHANNEL)
         await hub.add(old)
         hub.deliver(CHANNEL, envelope("100-0", 0))
-        hub.mark_lost()
-        await hub.add(new)  # opened after the loss: it resumed on its own
+        await hub.add(new)  # opened during the outage
 
         async def read(channels: list[str], after: str) -> Resume:
-            return Resume(reset=True, reason="Redis restarted")
+            return Resume(events=[StoredEvent("101-0", CHANNEL, envelope("101-0", 1))])
 
-        await hub.heal([CHANNEL], read)
-        hub.deliver(CHANNEL, envelope("200-0", 1))
-        return [e["type"] for e in old.events], [e["type"] for e in new.events]
+        await hub.heal("100-0", read, "lost")
+        return [e["payload"]["n"] for e in old.events], [e["payload"]["n"] for e in new.events]
 
-    assert run(scenario) == (["new_message", "reset", "new_message"], ["new_message"])
+    assert run(scenario) == ([0, 1], [1])
+
+
+def test_after_a_replay_the_link_skips_live_copies_up_to_the_seam_and_nothing_after() -> None:
+    async def scenario() -> list[Any]:
+        hub = Hub(Backend(), asyncio.get_running_loop())
+        recorder = Recorder(CHANNEL)
+        await hub.add(recorder)
+        link = RedisLink(RedisTarget(url="redis://127.0.0.1:1/0"), 100)
+        link.hub = hub
+
+        async def read(channels: list[str], after: str) -> Resume:
+            return Resume(events=[StoredEvent(f"10{n}-0", CHANNEL, envelope(f"10{n}-0", n)) for n in (1, 2)])
+
+        link.read_resume = read  # type: ignore[method-assign]
+        link._since, link._lost_at = "100-0", 1.0
+        # Held while reconnecting: copies of what the replay brings, then new ones, and a raw
+        # message without an id (a service's PUBLISH) that history never holds.
+        held = [(CHANNEL, envelope("101-0", 1)), (CHANNEL, envelope("102-0", 2)), (CHANNEL, envelope("103-0", 3))]
+        await link._heal(held, empty=False)
+        raw = json.dumps(
+            {"channel": CHANNEL, "type": "new_message", "payload": {"n": 4}, "timestamp": 1.0, "source": "ai_chatbot"}
+        )
+        link._deliver([(CHANNEL, raw), (CHANNEL, envelope("104-0", 5))])
+        await link.close()
+        return [e["payload"]["n"] for e in recorder.events]
+
+    assert run(scenario) == [1, 2, 3, 4, 5]

@@ -72,7 +72,7 @@ def test_a_service_publishes_an_event_stamped_with_its_own_identity(layer: Any) 
     envelope = json.loads(stored.envelope)
     assert stored.id == body["id"] == envelope["id"]
     assert (envelope["type"], envelope["source"]) == ("new_message", "ai_chatbot")
-    assert envelope["payload"] == GOOD["payload"]
+    assert envelope["payload"] == {**GOOD["payload"], "message_id": envelope["payload"]["message_id"]}
 
 
 # --- 400 -------------------------------------------------------------------------------------

@@ -83,8 +83,11 @@ def test_a_message_of_the_agent_goes_to_the_session_broadcast_and_agent_channels
         assert message["type"] == "new_message" and message["source"] == "agent_workbench"
         assert message["payload"] == {
             "session_name": "s4",
+            "message_id": message["payload"]["message_id"],
             "data": {"text": "Hello, I am Alice", "sender": "agent", "agent": "alice"},
         }
+    # One message, one id, on every channel: clients and the record tell it by that id.
+    assert len({published(bus, c)[-1]["payload"]["message_id"] for c in ("sse:session:s4", BROADCAST)}) == 1
 
 
 def test_only_the_agent_on_the_session_may_write_to_it(bus):

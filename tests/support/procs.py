@@ -12,6 +12,7 @@ import queue
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -464,6 +465,88 @@ class DelayProxy:
                 return
 
     def close(self) -> None:
+        for sock in self._sockets:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
+class PauseProxy:
+    """A TCP proxy whose traffic can be paused both ways and resumed, nothing lost: what a
+    network stall between one process and Redis looks like (TCP holds the bytes)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._open = threading.Event()
+        self._open.set()
+        self._hole = threading.Event()
+        self._sockets: list[socket.socket] = [self.listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def pause(self) -> None:
+        self._open.clear()
+
+    def resume(self) -> None:
+        self._open.set()
+
+    def black_hole(self) -> None:
+        """Cut every connection, then accept new ones and never answer them: a Redis host that
+        died between accepting a connection and serving it. `restore()` ends it (the silent
+        connections stay silent; only new ones reach Redis again)."""
+        self._hole.set()
+        for sock in self._sockets[1:]:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def restore(self) -> None:
+        self._hole.clear()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self._hole.is_set():
+                self._sockets.append(client)  # held open, never read, never answered
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            self._sockets += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket) -> None:
+        while True:
+            try:
+                chunk = source.recv(65536)
+                self._open.wait()
+                if not chunk:
+                    target.shutdown(socket.SHUT_WR)
+                    return
+                target.sendall(chunk)
+            except OSError:
+                # A reset on one side resets the other, as on a direct connection: a client
+                # whose Redis died must not be left talking to a proxy that forwards nothing.
+                for sock in (source, target):
+                    try:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        sock.close()
+                    except OSError:
+                        pass
+                return
+
+    def close(self) -> None:
+        self._open.set()
         for sock in self._sockets:
             try:
                 sock.close()

@@ -123,6 +123,16 @@ def fresh_bus() -> Any:
     return get_layer()
 
 
+def record_pending() -> int:
+    """Store what the in-memory layer's recorder has queued (a server's thread does it at once)."""
+    from realtime.recorder import memory_recorder
+
+    done = 0
+    while count := memory_recorder().step(timeout=0):
+        done += count
+    return done
+
+
 def published(layer: Any, channel: str) -> list[dict[str, Any]]:
     """The envelopes the layer keeps for `channel`, oldest first."""
     return [json.loads(e.envelope) for e in layer.history_sync(channel, 100_000)]
