@@ -24,8 +24,8 @@ from realtime.auth import Principal
 
 logger = logging.getLogger(__name__)
 
-# The timeline shows the latest events of the session channel; older ones have been
-# trimmed from the bus history anyway (SSE_HISTORY_SIZE).
+# The timeline shows the latest events of the session from the record: a page of them is
+# what a supervisor reads; the whole conversation stays in the database.
 TIMELINE_EVENTS = 200
 # Long messages are cut in the timeline's summary column; the full payload is one click away.
 SUMMARY_CHARS = 120
@@ -65,13 +65,14 @@ def summarise(envelope: dict[str, Any]) -> str:
 
 
 def timeline(name: str) -> list[dict[str, Any]]:
-    """The session channel's history as rows for the admin page, oldest first."""
+    """The session's recorded events as rows for the admin page, oldest first."""
     rows = []
-    for envelope in services.session_history(name, limit=TIMELINE_EVENTS):
+    for envelope in services.session_history(name, limit=TIMELINE_EVENTS, waiting=True):
         stamp = envelope.get("timestamp")
         rows.append(
             {
                 "id": envelope.get("id"),
+                "waiting": envelope.get("waiting", False),
                 "when": datetime.fromtimestamp(stamp, tz=UTC) if isinstance(stamp, (int, float)) else None,
                 "type": envelope.get("type"),
                 "source": envelope.get("source"),

@@ -137,11 +137,12 @@ class SessionEvent(models.Model):
     source = models.CharField(max_length=64)
     payload = models.JSONField()
     timestamp = models.FloatField()  # the envelope's: Unix time in seconds
-    # The outbox row of a command's event (its bus id is known once it is published) ...
+    # The outbox row of a command's event, while it is kept (`realtime.outbox.prune`).
     outbox = models.OneToOneField(
         "realtime.OutboxEvent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    # ... or the bus id a service's event had when it was recorded ("" for a raw PUBLISH).
+    # The event's id on the bus: a command's once published, a service's as recorded; ""
+    # while a command's event waits in the outbox, and for ever for a raw PUBLISH.
     event_id = models.CharField(max_length=41, blank=True, default="")
     # Chat messages only: the stable id carried in the payload, so each is stored once.
     message_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
@@ -162,9 +163,14 @@ class SessionEvent(models.Model):
     @property
     def bus_id(self) -> str | None:
         """The event's id on the bus, or None while it waits to be published (or came raw)."""
-        if self.outbox is not None:
-            return self.outbox.event_id or None
+        if not self.event_id and self.outbox is not None:
+            return self.outbox.event_id or None  # published, the record not yet told
         return self.event_id or None
+
+    @property
+    def waits_for_the_bus(self) -> bool:
+        """A command's event not published yet (Redis unreachable since its commit)."""
+        return self.outbox_id is not None and self.bus_id is None
 
     def envelope(self, session_name: str) -> dict[str, Any]:
         """As it went out on `sse:session:{name}` (the `id` is None until it is published)."""

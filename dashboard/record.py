@@ -54,13 +54,16 @@ def store_command_events(session: ChatSession, pending: Iterable[PendingEvent], 
     SessionEvent.objects.bulk_create(rows)
 
 
-def transcript(name: str, *, upto: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+def transcript(name: str, *, upto: str | None = None, limit: int = 200, waiting: bool = False) -> list[dict[str, Any]]:
     """The latest `limit` events of session `name`, oldest first, as envelopes.
 
-    With `upto` (a bus cursor), events published after it are left out: the stream resumed
-    from that cursor brings them, so a page that loads this and then resumes sees each once.
-    Events with no id yet (waiting in the outbox while Redis is down, or published raw) are
-    always included: clients recognise chat messages by `message_id`.
+    For a snapshot that a stream resumed from `upto` (a bus cursor) follows: events published
+    after `upto` are left out (the stream brings them), and so are a command's events still
+    waiting in the outbox (the stream brings them too, with an id, once Redis takes them),
+    except chat messages, which a page recognises by `message_id` and shows at once. Events
+    that never get an id (a raw PUBLISH, or published while Redis was unreachable) are
+    always in. `waiting=True` (the admin timeline) keeps the waiting events too, marked
+    `"waiting": true`.
     """
     rows = list(SessionEvent.objects.of_session(name).order_by("-timestamp", "-pk")[: max(limit, 0) * 2])
     last = _key(upto) if upto else None
@@ -68,6 +71,11 @@ def transcript(name: str, *, upto: str | None = None, limit: int = 200) -> list[
     for row in reversed(rows):
         bus_id = row.bus_id
         if last is not None and bus_id is not None and _key(bus_id) > last:
+            continue
+        if row.waits_for_the_bus:
+            if not waiting and row.message_id is None:
+                continue
+            kept.append({**row.envelope(name), "waiting": True} if waiting else row.envelope(name))
             continue
         kept.append(row.envelope(name))
     return kept[-limit:] if limit else []
@@ -159,6 +167,8 @@ def on_outbox_published(sender: object, rows: list[Any], **kwargs: Any) -> None:
         name = _session_name(row.channel)
         if name is not None and row.event_id:
             newest[name] = row.event_id
+            # The record carries the id itself: it outlives the outbox row (pruned later).
+            SessionEvent.objects.filter(outbox=row).update(event_id=row.event_id)
     for name, event_id in newest.items():
         record_last_event(name, event_id)
     if newest:
@@ -178,4 +188,4 @@ def on_redis_reconnected(sender: object, empty: bool, **kwargs: Any) -> None:
     from dashboard.seed_keys import sync_all_to_redis
 
     written = sync_all_to_redis()
-    logger.info("Redis came back without its data: rewrote the keys of %d session(s)", written)
+    logger.info("Redis has no session keys (new, or restarted empty): wrote the keys of %d session(s)", written)

@@ -249,10 +249,12 @@ def session_detail(name: str) -> ChatSession:
     return session
 
 
-def session_history(name: str, *, upto: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+def session_history(
+    name: str, *, upto: str | None = None, limit: int = 200, waiting: bool = False
+) -> list[dict[str, Any]]:
     """The latest `limit` events of session `name` from the record, oldest first (see
     `dashboard.record.transcript`)."""
-    return record.transcript(_valid_name(name), upto=upto, limit=limit)
+    return record.transcript(_valid_name(name), upto=upto, limit=limit, waiting=waiting)
 
 
 # --- the machinery -------------------------------------------------------------------

@@ -283,13 +283,16 @@ async def open_subscription(
     """
     hub = layer.hub
     hub.start_heartbeat(settings.SSE_HEARTBEAT_SECONDS)
+    told = hub.status_changes
     try:
         await hub.add(subscriber)
         resume = None if last_event_id is None else await _read_resume(layer, list(channels), last_event_id)
     except BaseException:
         await hub.remove(subscriber)
         raise
-    status = hub.opening_status(channels[0])
+    # A stream that opens on a degraded process is told so first; one that was registered
+    # while the state changed has heard it already (once is enough).
+    status = hub.opening_status(channels[0]) if hub.status_changes == told else None
     prefix = [status] if status is not None else []
     if resume is None:
         return Opening(prefix, None)

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 from realtime import sse
-from realtime.envelope import InvalidEvent, dumps, parse_incoming, system_event
+from realtime.envelope import InvalidEvent, dumps, parse_event_id, parse_incoming, system_event
 from realtime.health import OK
 from realtime.history import Resume
 from realtime.presence import Presence
@@ -110,8 +110,10 @@ class Hub:
         # The id of the last event delivered (ids are one sequence per bus): where a replay
         # after a lost connection starts.
         self.last_seen: str | None = None
+        self._last_key: tuple[int, int] = (-1, -1)
         # What this process's link to the other processes is like, as its streams were told.
         self.bus_state: tuple[str, str] = (OK, "")
+        self.status_changes = 0  # how often bus_state changed (a stream opening meanwhile heard it)
         freeze_startup_objects()
         _hubs.add(self)
 
@@ -199,8 +201,16 @@ class Hub:
         stats["events"] += 1
         event_id = encoded[1].get("id")
         if event_id is not None:
-            self.last_seen = event_id
+            self.note_seen(event_id)
         return encoded
+
+    def note_seen(self, event_id: str) -> None:
+        """Move the replay point (`last_seen`) to `event_id`, only ever forward: a message
+        that arrives late, or a raw PUBLISH carrying an old id, must not move it back, or the
+        next heal would send doubles."""
+        key = parse_event_id(event_id)
+        if key > self._last_key:
+            self.last_seen, self._last_key = event_id, key
 
     def deliver(self, channel: str, raw: bytes | str) -> None:
         """One message from the bus: encode once, hand the bytes to every local subscriber."""
@@ -262,6 +272,7 @@ class Hub:
     def set_bus_status(self, state: str, reason: str) -> None:
         """Tell every local stream that the link changed (`bus_status`); new ones hear it on opening."""
         self.bus_state = (state, reason)
+        self.status_changes += 1
         frames: dict[str, tuple[bytes, dict[str, Any]]] = {}
         for subscriber in self.all_subscribers():
             first = subscriber.channels[0]

@@ -244,7 +244,7 @@ class RedisLink:
         empty = origin is None or (self._origin is not None and origin != self._origin)
         self._origin = origin or _text(await self.commands.get(ORIGIN_KEY) or cursor)
         if self.hub is not None and self.hub.last_seen is None and self._lost_at is None:
-            self.hub.last_seen = cursor
+            self.hub.note_seen(cursor)
         return empty
 
     async def _heal(self, held: list[tuple[str, bytes | str]], empty: bool) -> None:

@@ -18,12 +18,15 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis
+from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
@@ -40,6 +43,12 @@ FLUSH_ROWS = 500
 # The relay thread looks for leftovers this often (rows a committing thread could not
 # publish: Redis was down, or the process died right after the commit).
 RELAY_INTERVAL = 1.0
+# Published rows are pruned this often, in chunks small enough that a large backlog never
+# holds the database (or this process's memory) for long.
+PRUNE_EVERY = 3600.0
+PRUNE_CHUNK = 2000
+# Retention when SSE_HISTORY_TTL_SECONDS is 0 (history never expires): a week.
+PRUNE_DEFAULT_SECONDS = 7 * 86_400
 
 _UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
 
@@ -138,6 +147,31 @@ def pending_count() -> int:
     return OutboxEvent.objects.filter(published_at__isnull=True).count()
 
 
+def retention_seconds() -> int:
+    """How long published rows are kept: as long as the bus keeps a channel's history (the
+    feed and resumes never look further back), at least a day; the record of each session's
+    events is kept for good in the dashboard's own table."""
+    return max(settings.SSE_HISTORY_TTL_SECONDS or PRUNE_DEFAULT_SECONDS, 86_400)
+
+
+def prune(now: datetime | None = None) -> int:
+    """One step: delete published rows older than the retention, a chunk at a time; returns
+    how many. Rows still waiting to be published are never touched."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=retention_seconds())
+    deleted = 0
+    while True:
+        chunk = list(
+            OutboxEvent.objects.filter(published_at__lt=cutoff)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:PRUNE_CHUNK]
+        )
+        if not chunk:
+            return deleted
+        with transaction.atomic():
+            OutboxEvent.objects.filter(pk__in=chunk).delete()
+        deleted += len(chunk)
+
+
 class Relay:
     """A thread per server process that publishes what the committing threads could not."""
 
@@ -158,12 +192,18 @@ class Relay:
         self._wake.set()
 
     def _run(self) -> None:
+        next_prune = time.monotonic() + PRUNE_EVERY
         while True:
             self._wake.wait(self.interval)
             self._wake.clear()
             try:
                 while sum(len(ids) for ids in self.step().values()) >= FLUSH_ROWS:
                     pass  # a backlog: keep going
+                if time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + PRUNE_EVERY
+                    pruned = prune()
+                    if pruned:
+                        logger.info("outbox: pruned %d published event(s)", pruned)
             except Exception:
                 logger.exception("outbox relay step failed")
                 close_old_connections()  # a broken database connection is opened anew next time

@@ -28,6 +28,7 @@ import time
 from typing import Any
 
 import redis
+from django.conf import settings
 
 from realtime import signals
 from realtime.channels import SESSION_PREFIX
@@ -144,6 +145,7 @@ class RawRecorder:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
         self._pubsub: Any = None
         self._renew_at = 0.0
+        self._unsaved: list[dict[str, Any]] = []
 
     def _holds_lease(self) -> bool:
         now = time.monotonic()
@@ -157,6 +159,12 @@ class RawRecorder:
         return bool(mine)
 
     def step(self, timeout: float = 1.0) -> int:
+        """Store the raw messages that arrive within `timeout` (if this process holds the
+        lease); returns how many were stored. A batch the database refused is tried again
+        first."""
+        if self._unsaved:
+            deliver(self._unsaved)
+            self._unsaved = []
         if not self._holds_lease():
             self.stop_listening()
             time.sleep(timeout)
@@ -172,12 +180,15 @@ class RawRecorder:
                 break
             wait = 0.0
             raw = message.get("data")
-            if message.get("type") == "pmessage" and isinstance(raw, (bytes, str)):
-                event = _valid(raw, _text(message.get("channel")))
-                if event is not None and "id" not in event:
-                    event.setdefault("payload", {}).setdefault("message_id", raw_message_id(raw))
-                    envelopes.append(event)
+            if message.get("type") != "pmessage" or not isinstance(raw, (bytes, str)) or _has_id(raw):
+                continue  # the publish path's own events: the record stream brings those
+            event = _valid(raw, _text(message.get("channel")))
+            if event is not None and "id" not in event:
+                event.setdefault("payload", {}).setdefault("message_id", raw_message_id(raw))
+                envelopes.append(event)
+        self._unsaved = envelopes
         deliver(envelopes)
+        self._unsaved = []
         return len(envelopes)
 
     def _next_message(self, wait: float) -> dict[str, Any] | None:
@@ -202,21 +213,39 @@ class RawRecorder:
             self._pubsub = None
 
 
+def _has_id(raw: bytes | str) -> bool:
+    # The publish scripts write `id` first: a cheap test that skips nearly every message
+    # without decoding it (this process sees every session channel's traffic).
+    if isinstance(raw, bytes):
+        return raw.startswith(b'{"id":"')
+    return raw.startswith('{"id":"')
+
+
 def _loop(name: str, step: Any, on_error: Any = None) -> None:
+    """Run `step` for ever; a failure is logged once, retried every second."""
     from django.db import close_old_connections
 
+    failing = False
     while True:
         try:
             step()
         except (redis.RedisError, OSError) as exc:
-            logger.debug("recorder %s waits for Redis: %s", name, exc)
+            if not failing:
+                logger.warning("recorder %s cannot reach Redis, retrying every second: %s", name, exc)
+            failing = True
             if on_error is not None:
                 on_error()
             time.sleep(1.0)
+            continue
         except Exception:
             logger.exception("recorder %s step failed; retrying", name)
+            failing = True
             close_old_connections()
             time.sleep(1.0)
+            continue
+        if failing:
+            logger.info("recorder %s is working again", name)
+            failing = False
 
 
 def start_redis_recorders(target: RedisTarget) -> None:
@@ -230,20 +259,28 @@ def start_redis_recorders(target: RedisTarget) -> None:
 
 
 class MemoryRecorder:
-    """The in-memory layer's recorder: a queue and a thread."""
+    """Session events this process published without Redis (the in-memory layer, or a Redis
+    that was unreachable): a queue, and a thread that stores them."""
 
-    # A process without the thread (a management command on the in-memory layer) keeps at
-    # most this many; a server's thread stores them within milliseconds.
+    # A process without the thread keeps at most this many; the thread stores them within
+    # milliseconds.
     MAX_QUEUED = 100_000
+    # A batch the database refused this many times in a row is dropped (and counted), so one
+    # bad event cannot hold up the rest for ever; a database outage shorter than that (the
+    # thread retries every second) loses nothing.
+    MAX_ATTEMPTS = 30
 
     def __init__(self) -> None:
         self.queue: queue.Queue[str] = queue.Queue(self.MAX_QUEUED)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._pending: list[str] = []
+        self._attempts = 0
 
     def submit(self, envelope: str) -> None:
-        """Queue an event for the thread; a process without it (a management command, a
-        script using the sync helper) stores it at once when called outside an event loop."""
+        """Store an event: at once outside an event loop (a script, a sync view's thread);
+        from an event loop through the queue and the thread (started here in a process that
+        has none yet, such as a chatbot process, unless SSE_BACKGROUND is off)."""
         if self._thread is None and not _in_event_loop():
             event = _json(envelope)
             if event is not None:
@@ -253,6 +290,8 @@ class MemoryRecorder:
                     stats["record_dropped"] += 1
                     logger.exception("a session event could not be stored")
             return
+        if self._thread is None and settings.SSE_BACKGROUND:
+            self.start()
         try:
             self.queue.put_nowait(envelope)
         except queue.Full:
@@ -263,24 +302,36 @@ class MemoryRecorder:
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(
-                    target=_loop, args=("memory", lambda: self.step(1.0)), name="sse-recorder", daemon=True
+                    target=_loop, args=("memory", lambda: self.step(1.0)), name="sse-recorder-memory", daemon=True
                 )
                 self._thread.start()
 
     def step(self, timeout: float | None = None) -> int:
-        """Store what is queued (waits for the first item up to `timeout`); returns how many."""
-        try:
-            first = self.queue.get(timeout=timeout)
-        except queue.Empty:
-            return 0
-        items = [first]
-        while len(items) < READ_COUNT:
+        """Store what is queued (waits for the first item up to `timeout`); returns how many.
+
+        A batch the database refuses stays for the next step (see MAX_ATTEMPTS).
+        """
+        if not self._pending:
             try:
-                items.append(self.queue.get_nowait())
+                self._pending = [self.queue.get(timeout=timeout)]
             except queue.Empty:
-                break
+                return 0
+            while len(self._pending) < READ_COUNT:
+                try:
+                    self._pending.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+        items = self._pending
         envelopes = [event for event in (_json(item) for item in items) if event is not None]
-        deliver(envelopes)
+        self._attempts += 1
+        try:
+            deliver(envelopes)
+        except Exception:
+            if self._attempts < self.MAX_ATTEMPTS:
+                raise
+            stats["record_dropped"] += len(items)
+            logger.error("dropped %d session event(s) the database refused %d times", len(items), self._attempts)
+        self._pending, self._attempts = [], 0
         return len(items)
 
 

@@ -27,6 +27,33 @@ def empty_recorder_queue() -> Iterator[None]:
         recorder_queue.get_nowait()
 
 
+@pytest.fixture(autouse=True)
+def healthy_bus() -> Iterator[None]:
+    """Whether this process reaches Redis is process-wide: a test that stopped Redis must not
+    leave the next one degraded."""
+    from realtime.health import health
+
+    yield
+    health.__init__()  # type: ignore[misc]
+
+
+@pytest.fixture
+def stoppable_redis(settings: Any) -> Iterator[RedisServer]:
+    """A redis-server of this test's own (it may stop and restart it) as the bus's Redis."""
+    from tests.support.sessions import fresh_bus
+
+    server = RedisServer().start()
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "realtime.layers.RedisSSEChannelLayer", "CONFIG": {"hosts": [server.url]}}
+    }
+    fresh_bus()
+    try:
+        yield server
+    finally:
+        fresh_bus()
+        server.stop()
+
+
 @pytest.fixture
 def fresh_layer() -> Iterator[Any]:
     """A new channel layer from the current settings (empty history, no hubs), dropped after the test.

@@ -484,6 +484,7 @@ class PauseProxy:
         self._open = threading.Event()
         self._open.set()
         self._hole = threading.Event()
+        self._trickle: tuple[int, float] | None = None
         self._sockets: list[socket.socket] = [self.listener]
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -506,6 +507,11 @@ class PauseProxy:
 
     def restore(self) -> None:
         self._hole.clear()
+
+    def trickle(self, size: int, pause: float) -> None:
+        """From now on pass at most `size` bytes each way, then wait `pause` seconds: a slow
+        link, on which a large message arrives in pieces."""
+        self._trickle = (size, pause)
 
     def _accept(self) -> None:
         while True:
@@ -533,7 +539,13 @@ class PauseProxy:
                 if not chunk:
                     target.shutdown(socket.SHUT_WR)
                     return
-                target.sendall(chunk)
+                if self._trickle is None:
+                    target.sendall(chunk)
+                    continue
+                size, pause = self._trickle
+                for start in range(0, len(chunk), size):
+                    target.sendall(chunk[start : start + size])
+                    time.sleep(pause)
             except OSError:
                 # A reset on one side resets the other, as on a direct connection: a client
                 # whose Redis died must not be left talking to a proxy that forwards nothing.

@@ -1,0 +1,224 @@
+"""The recorder on Redis: what services publish on session channels is stored once, also after
+the recorder was down for a while, and raw PUBLISHes while it runs (realtime/recorder.py)."""
+
+import json
+import threading
+import time
+
+import pytest
+
+from dashboard.models import SessionEvent
+from realtime import recorder
+from realtime.bus import enqueue_sse_message_sync
+from realtime.redis_conn import RedisTarget
+from tests.support.procs import PauseProxy
+from tests.support.sessions import unique
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def say(name: str, text: str) -> str | None:
+    payload = {"session_name": name, "data": {"text": text, "sender": "customer"}}
+    return enqueue_sse_message_sync(f"sse:session:{name}", "new_message", payload, source="ai_chatbot")
+
+
+def texts(name: str) -> list[str]:
+    rows = SessionEvent.objects.filter(session__name=name).order_by("timestamp", "pk")
+    return [row.payload["data"]["text"] for row in rows]
+
+
+def client_of(server):
+    return RedisTarget(url=server.url).sync_client()
+
+
+def test_what_was_published_while_no_recorder_ran_is_stored_once_when_one_starts(stoppable_redis):
+    name = unique("late")
+    ids = [say(name, f"line {n}") for n in range(3)]
+    assert all(ids)
+    assert texts(name) == []  # nobody stored them yet
+
+    first = recorder.StreamRecorder(client_of(stoppable_redis), consumer="a")
+    assert first.step(block_ms=10) == 3
+    assert texts(name) == ["line 0", "line 1", "line 2"]
+    assert sorted(SessionEvent.objects.values_list("event_id", flat=True)) == sorted(ids)
+    # Acknowledged: neither this recorder nor another one stores them again.
+    assert first.step(block_ms=10) == 0
+    assert recorder.StreamRecorder(client_of(stoppable_redis), consumer="b").step(block_ms=10) == 0
+    assert texts(name) == ["line 0", "line 1", "line 2"]
+
+
+def test_a_batch_the_database_refused_is_read_again_and_stored_once(stoppable_redis, monkeypatch):
+    name = unique("retry")
+    say(name, "keep me")
+    stream = recorder.StreamRecorder(client_of(stoppable_redis), consumer="a")
+
+    def refuse(envelopes):
+        raise RuntimeError("the database is away")
+
+    monkeypatch.setattr(recorder, "deliver", refuse)
+    with pytest.raises(RuntimeError):
+        stream.step(block_ms=10)
+    monkeypatch.undo()
+
+    assert stream.step(block_ms=10) == 1  # its own unacknowledged entries first
+    assert texts(name) == ["keep me"]
+
+
+def test_entries_a_dead_recorder_had_read_are_claimed_by_another(stoppable_redis, monkeypatch):
+    name = unique("claim")
+    say(name, "orphan")
+    dead = recorder.StreamRecorder(client_of(stoppable_redis), consumer="dead")
+    monkeypatch.setattr(recorder, "deliver", lambda envelopes: (_ for _ in ()).throw(RuntimeError("killed")))
+    with pytest.raises(RuntimeError):
+        dead.step(block_ms=10)
+    monkeypatch.undo()
+
+    monkeypatch.setattr(recorder, "CLAIM_AFTER_MS", 0)
+    assert recorder.StreamRecorder(client_of(stoppable_redis), consumer="alive").step(block_ms=10) == 1
+    assert texts(name) == ["orphan"]
+
+
+def test_a_redis_restarted_empty_loses_the_group_and_the_recorder_makes_it_again(stoppable_redis):
+    stream = recorder.StreamRecorder(client_of(stoppable_redis), consumer="a")
+    assert stream.step(block_ms=10) == 0
+    stoppable_redis.stop()
+    stoppable_redis.start()
+
+    assert stream.step(block_ms=10) == 0  # NOGROUP: noticed, not fatal
+    name = unique("after")
+    say(name, "after the restart")
+    assert stream.step(block_ms=10) == 1
+    assert texts(name) == ["after the restart"]
+
+
+def raw(name: str, n: int) -> str:
+    envelope = {
+        "type": "new_message",
+        "payload": {"session_name": name, "n": n, "data": {"text": f"raw {n}", "sender": "customer"}},
+        "timestamp": time.time(),
+        "source": "ai_chatbot",
+    }
+    return json.dumps(envelope)
+
+
+def test_a_raw_publish_is_stored_once_with_a_message_id_from_its_bytes(stoppable_redis):
+    name = unique("raw")
+    client = client_of(stoppable_redis)
+    holder = recorder.RawRecorder(client, owner="holder")
+    assert holder.step(timeout=0.05) == 0  # takes the lease and subscribes
+    message = raw(name, 1)
+    client.publish(f"sse:session:{name}", message)
+    say(name, "through the publish path")  # has an id: the record stream's, not the raw recorder's
+
+    assert holder.step(timeout=1.0) == 1
+    rows = list(SessionEvent.objects.filter(session__name=name))
+    assert [r.payload["n"] for r in rows] == [1]
+    from realtime.envelope import raw_message_id
+
+    assert rows[0].message_id == raw_message_id(message.encode()) and rows[0].event_id == ""
+    holder.stop_listening()
+
+
+def test_only_the_lease_holder_listens_for_raw_publishes(stoppable_redis):
+    client = client_of(stoppable_redis)
+    holder = recorder.RawRecorder(client, owner="holder")
+    other = recorder.RawRecorder(client, owner="other")
+    holder.step(timeout=0.05)
+    other.step(timeout=0.05)
+    name = unique("lease")
+    client.publish(f"sse:session:{name}", raw(name, 1))
+
+    assert other.step(timeout=0.3) == 0
+    assert holder.step(timeout=1.0) == 1
+    assert texts(name) == ["raw 1"]
+    holder.stop_listening()
+
+
+def test_a_large_message_arriving_slowly_costs_the_messages_behind_it_nothing(stoppable_redis):
+    """redis-py's get_message(timeout) cuts a message still arriving when the timeout runs out,
+    and the connection with it: what follows in the same burst would be lost."""
+    proxy = PauseProxy(stoppable_redis.port)
+    try:
+        listener = RedisTarget(url=proxy.url).sync_client(pubsub=True)
+        holder = recorder.RawRecorder(client_of(stoppable_redis), owner="holder", listener=listener)
+        holder.step(timeout=0.05)
+        name = unique("slow")
+        channel = f"sse:session:{name}"
+        proxy.trickle(16_384, 0.05)  # ~320 KB/s: a 200 KB message takes ~0.6 s
+        pipe = client_of(stoppable_redis).pipeline(transaction=True)
+        pipe.publish(channel, raw(name, 1))
+        pipe.publish(channel, "[" * 100_000 + "]" * 100_000)  # dropped (over 64 KiB), and slow
+        pipe.publish(channel, raw(name, 2))
+        pipe.execute()
+
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and len(texts(name)) < 2:
+            holder.step(timeout=0.2)
+        assert texts(name) == ["raw 1", "raw 2"]
+        holder.stop_listening()
+    finally:
+        proxy.close()
+
+
+def test_the_memory_recorder_keeps_a_batch_the_database_refused_for_the_next_step(monkeypatch):
+    memory = recorder.MemoryRecorder()
+    name = unique("mem")
+    memory.queue.put(
+        json.dumps(
+            {
+                "channel": f"sse:session:{name}",
+                "type": "new_message",
+                "payload": {"session_name": name, "message_id": "m-1", "data": {"text": "kept", "sender": "customer"}},
+                "timestamp": 1.0,
+                "source": "ai_chatbot",
+            }
+        )
+    )
+    calls = []
+
+    def refuse_once(envelopes):
+        calls.append(len(envelopes))
+        if len(calls) == 1:
+            raise RuntimeError("the database is away")
+        real(envelopes)
+
+    real = recorder.deliver
+    monkeypatch.setattr(recorder, "deliver", refuse_once)
+    with pytest.raises(RuntimeError):
+        memory.step(timeout=0)
+    assert memory.step(timeout=0) == 1
+    assert calls == [1, 1] and texts(name) == ["kept"]
+
+
+def test_the_memory_recorder_gives_up_on_a_batch_refused_again_and_again(monkeypatch):
+    memory = recorder.MemoryRecorder()
+    memory.queue.put(
+        json.dumps(
+            {"channel": "sse:session:x", "type": "new_message", "payload": {}, "timestamp": 1, "source": "ai_chatbot"}
+        )
+    )
+    monkeypatch.setattr(recorder, "deliver", lambda envelopes: (_ for _ in ()).throw(RuntimeError("no")))
+    before = recorder.stats["record_dropped"]
+    for _ in range(recorder.MemoryRecorder.MAX_ATTEMPTS - 1):
+        with pytest.raises(RuntimeError):
+            memory.step(timeout=0)
+    assert memory.step(timeout=0) == 1  # dropped and counted
+    assert recorder.stats["record_dropped"] == before + 1
+    assert memory.step(timeout=0) == 0
+
+
+def test_a_process_with_an_event_loop_and_no_recorder_thread_starts_one(settings, monkeypatch):
+    """A chatbot process (no server threads) that publishes while Redis is away still stores
+    its session events."""
+    settings.SSE_BACKGROUND = True
+    memory = recorder.MemoryRecorder()
+    started = threading.Event()
+    monkeypatch.setattr(memory, "start", started.set)
+
+    async def publish_from_a_loop():
+        memory.submit('{"channel":"sse:session:x"}')
+
+    import asyncio
+
+    asyncio.run(publish_from_a_loop())
+    assert started.is_set() and memory.queue.qsize() == 1
