@@ -113,6 +113,9 @@ class Conn:
         pos = data.find(SEQ, 0, cut)
         while pos >= 0:
             end = data.find(b"}", pos)
+            more = data.find(b",", pos, end)  # the seq may be followed by more fields (a command's data)
+            if more >= 0:
+                end = more
             seq = int(data[pos + 6 : end])
             at = data.find(STAMP, end)
             comma = data.find(b",", at)

@@ -104,17 +104,20 @@ def base_env(**extra: str) -> dict[str, str]:
 class Proc:
     """A child process that is always stopped: SIGTERM, then SIGKILL."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path | None = None) -> None:
+    def __init__(
+        self, name: str, args: list[str], env: dict[str, str], log: Path | None = None, cwd: Path = ROOT
+    ) -> None:
         self.name = name
         self.args = args
         self.env = env
         self.log = log
+        self.cwd = cwd
         self.popen: subprocess.Popen[bytes] | None = None
 
     def start(self, **kwargs: Any) -> Proc:
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
         self.popen = subprocess.Popen(
-            self.args, cwd=ROOT, env=self.env, stdout=out, stderr=out, preexec_fn=raise_file_limit, **kwargs
+            self.args, cwd=self.cwd, env=self.env, stdout=out, stderr=out, preexec_fn=raise_file_limit, **kwargs
         )
         return self
 
@@ -178,8 +181,10 @@ class Redis(Proc):
 class Server(Proc):
     """One server under test, listening on `port`; `ready` checks it answers."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], port: int, log: Path | None) -> None:
-        super().__init__(name, args, env, log)
+    def __init__(
+        self, name: str, args: list[str], env: dict[str, str], port: int, log: Path | None, cwd: Path = ROOT
+    ) -> None:
+        super().__init__(name, args, env, log, cwd)
         self.port = port
 
     def start(self, **kwargs: Any) -> Server:
@@ -202,11 +207,22 @@ def daphne_args(app: str, port: int) -> list[str]:
     return [sys.executable, "-m", "daphne", "-v", "0", "-b", "127.0.0.1", "-p", str(port), app]
 
 
-def product_server(redis_url: str, db_url: str, log: Path | None, extra_env: dict[str, str]) -> Server:
+def product_server(
+    redis_url: str, db_url: str, log: Path | None, extra_env: dict[str, str], root: Path = ROOT, name: str = "product"
+) -> Server:
+    """The product's daphne; `root` is the source tree it runs (another version's, for `before`)."""
     port = free_port()
     env = base_env(REDIS_URL=redis_url, DATABASE_URL=db_url, DJANGO_SETTINGS_MODULE="sse_project.settings")
-    env.update(extra_env)
-    return Server("product", daphne_args("sse_project.asgi:application", port), env, port, log)
+    env.update(extra_env, PYTHONPATH=os.environ.get("BENCH_EXTRA_PATH", "") + str(root))
+    return Server(name, daphne_args("sse_project.asgi:application", port), env, port, log, cwd=root)
+
+
+def export_tree(ref: str, into: Path) -> Path:
+    """The project's files at git `ref` (e.g. an earlier version to compare with), under `into`."""
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", ref], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into
 
 
 def naive_server(redis_url: str, log: Path | None) -> Server:

@@ -5,10 +5,19 @@ publishes through the product's own path, `realtime.bus.enqueue_sse_message` wit
 source="ai_chatbot": validation, the Lua script (id, XADD, PUBLISH). `--system naive`
 publishes the naive Channels way: one stock `group_send` per event.
 
+`--mode command` (product systems only) runs a command instead: `dashboard.services.escalate`
+of a new session, whose events go through the outbox (or, in versions before it, are
+published after the commit); its `transfer_request` on `sse:broadcast` carries the seq. Its
+envelope's `timestamp` is taken when the event is written, inside the command's transaction,
+so the latency measured includes the rest of the transaction and the commit.
+
 Driven over stdin/stdout with one JSON object per line:
 
-    {"cmd": "run", "mode": "broadcast"|"session", "sessions": N, "rate": 20, "seconds": 3, "seq0": 0}
+    {"cmd": "run", "mode": "broadcast"|"session"|"command", "sessions": N, "rate": 20, "seconds": 3, "seq0": 0}
     -> {"published": 60, "seq_hi": 60, "seconds": 3.0, "lag_ms_max": 0.4}
+
+Run as a module from the project, or as a script with another version's tree first on
+PYTHONPATH (the `before` system): it imports the product it finds there.
 """
 
 from __future__ import annotations
@@ -41,6 +50,30 @@ def product_publisher() -> Publish:
     return publish
 
 
+def product_command() -> Publish:
+    """Escalations, one at a time in a worker thread (a command is sync database work)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sse_project.settings")
+    import django
+
+    django.setup()
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dashboard import services
+    from realtime.auth import Principal
+
+    bot = Principal("service", "ai_chatbot")
+    run = os.urandom(4).hex()
+    worker = ThreadPoolExecutor(1, thread_name_prefix="bench-command")
+
+    def escalate(seq: int) -> None:
+        services.escalate(f"bench_{run}_{seq}", by=bot, data={"seq": seq})
+
+    async def publish(channel: str, payload: dict[str, Any], stamp: float, seq: int) -> None:
+        await asyncio.get_running_loop().run_in_executor(worker, escalate, seq)
+
+    return publish
+
+
 def naive_publisher() -> Publish:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.naive.settings")
     import django
@@ -69,7 +102,7 @@ def naive_publisher() -> Publish:
 
 
 def event_for(mode: str, sessions: int, seq: int) -> tuple[str, dict[str, Any]]:
-    if mode == "broadcast":
+    if mode in ("broadcast", "command"):
         return "sse:broadcast", {"data": {"seq": seq}}
     name = f"bench_{seq % sessions}"
     return f"sse:session:{name}", {"session_name": name, "data": {"seq": seq}}
@@ -112,7 +145,7 @@ async def run(publish: Publish, mode: str, sessions: int, rate: float, seconds: 
     }
 
 
-async def serve(publish: Publish) -> None:
+async def serve(publishers: dict[str, Publish]) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -123,8 +156,9 @@ async def serve(publish: Publish) -> None:
         command = json.loads(line)
         if command["cmd"] == "quit":
             return
+        mode = command["mode"]
         result = await run(
-            publish, command["mode"], command["sessions"], command["rate"], command["seconds"], command["seq0"]
+            publishers[mode], mode, command["sessions"], command["rate"], command["seconds"], command["seq0"]
         )
         sys.stdout.write(json.dumps(result) + "\n")
         sys.stdout.flush()
@@ -134,8 +168,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--system", choices=["product", "naive"], required=True)
     args = parser.parse_args()
-    publish = product_publisher() if args.system == "product" else naive_publisher()
-    asyncio.run(serve(publish))
+    if args.system == "product":
+        publish = product_publisher()
+        publishers = {"broadcast": publish, "session": publish, "command": product_command()}
+    else:
+        publish = naive_publisher()
+        publishers = {"broadcast": publish, "session": publish}
+    asyncio.run(serve(publishers))
 
 
 if __name__ == "__main__":

@@ -11,9 +11,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-SYSTEMS = ("product", "raw", "naive")
-LABELS = {"product": "product", "raw": "(a) raw redis-py", "naive": "(b) naive Channels"}
+SYSTEMS = ("product", "before", "raw", "naive")
+LABELS = {
+    "product": "product",
+    "before": "product before",
+    "raw": "(a) raw redis-py",
+    "naive": "(b) naive Channels",
+}
+# The columns' ratios: the product against each of these, when the run has it.
+RATIO_HEADS = {"before": "product / before", "raw": "product / (a)", "naive": "product / (b)"}
 MODES = {"broadcast": "`sse:broadcast`", "session": "per-session channels"}
+# "No measurable cost" against `before`: within the spread the same system shows between runs
+# on a shared machine (10-30 %, bench/README.md); 1.15x is the line drawn here.
+NO_COST_RATIO = 1.15
 
 # The issue's targets, at 2 cores shared by server, client and Redis.
 TARGET_P99_1000_MS = 10.0
@@ -121,29 +131,75 @@ def metrics(results: dict[str, Any], mode: str, n: int) -> list[tuple[str, dict[
     return rows
 
 
+def present(results: dict[str, Any]) -> list[str]:
+    """The systems this run measured, in table order."""
+    return [s for s in SYSTEMS if any(sc["system"] == s for sc in results["scenarios"])]
+
+
 def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
-    sizes = sorted({s["n"] for s in results["scenarios"]})
+    sizes = sorted({s["n"] for s in results["scenarios"] if s["mode"] in MODES})
     modes = [mode for mode in MODES if any(s["mode"] == mode for s in results["scenarios"])]
+    systems = present(results)
+    before = results.get("args", {}).get("before_ref")
     lines = [
         f"Run of {results['started']} ({results['seconds'] / 60:.1f} min) on {m['cpu']}, {m['cores']} cores, "
         f"{m['memory']}, Linux {m['kernel']}, Python {m['python']}, {m['redis']}. "
-        "Two server processes per system, the load client, the publisher and redis-server share these cores.",
+        "Two server processes per system, the load client, the publisher and redis-server share these cores."
+        + (f" `before` is the product at `{before}`." if "before" in systems and before else ""),
         "",
     ]
+    others = [s for s in systems if s in RATIO_HEADS]
     for mode in modes:
         for n in sizes:
             lines.append(f"### {MODES[mode]}, N = {n} subscribers (two processes)")
             lines.append("")
-            head = "| metric | product | (a) raw redis-py | (b) naive Channels | product / (a) | product / (b) |"
-            lines += [head, "|---|---:|---:|---:|---:|---:|"]
+            heads = [LABELS[s] for s in systems] + [RATIO_HEADS[s] for s in others]
+            lines += ["| metric | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
             for label, values, digits in metrics(results, mode, n):
-                cells = [_fmt(values[s], digits) for s in SYSTEMS]
-                ratios = [_ratio(values["product"], values["raw"]), _ratio(values["product"], values["naive"])]
+                cells = [_fmt(values[s], digits) for s in systems]
+                ratios = [_ratio(values["product"], values[s]) for s in others]
                 lines.append(f"| {label} | " + " | ".join(cells + ratios) + " |")
             lines.append("")
+    lines += commands(results)
     lines += targets(results)
     return "\n".join(lines) + "\n"
+
+
+def commands(results: dict[str, Any]) -> list[str]:
+    """A command's event, from its write in the transaction (so through the commit) to the SSE bytes."""
+    out: list[str] = []
+    for n in sorted({s["n"] for s in results["scenarios"] if s["mode"] == "command"}):
+        scenarios = {s: _find(results, s, "command", n) for s in ("product", "before")}
+        ran = {s: sc for s, sc in scenarios.items() if sc and sc.get("steps")}
+        if not ran:
+            continue
+        rate = next(iter(ran.values()))["steps"][0]["rate"]
+        out += [
+            f"### A command's event, commit -> SSE delivery, N = {n} `sse:broadcast` subscribers, {rate:g} commands/s",
+            "",
+            "Escalations of new sessions; the latency of their `transfer_request` on `sse:broadcast`, from the "
+            "moment the event is written in the command's transaction (so including the commit) to the bytes "
+            "at each subscriber.",
+            "",
+        ]
+        systems = [s for s in ("product", "before") if s in ran]
+        heads = [LABELS[s] for s in systems] + (["product / before"] if len(systems) == 2 else [])
+        out += ["| metric | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
+        for key, name in (("p50_ms", "p50"), ("p99_ms", "p99"), ("max_ms", "max")):
+            values = {s: ran[s]["steps"][0][key] for s in systems}
+            cells = [_fmt(values[s], 2) for s in systems]
+            if len(systems) == 2:
+                cells.append(_ratio(values["product"], values["before"]))
+            out.append(f"| {name} latency (ms) | " + " | ".join(cells) + " |")
+        values = {s: float(ran[s]["steps"][0]["lost"]) for s in systems}
+        out.append(
+            "| events lost | "
+            + " | ".join(_fmt(values[s], 0) for s in systems)
+            + (" | - |" if len(systems) == 2 else " |")
+        )
+        out.append("")
+    return out
 
 
 def targets(results: dict[str, Any]) -> list[str]:
@@ -168,7 +224,7 @@ def targets(results: dict[str, Any]) -> list[str]:
         )
     for mode in MODES:
         for n in sorted({s["n"] for s in results["scenarios"]}):
-            ours, raw, naive = (_find(results, s, mode, n) for s in SYSTEMS)
+            ours, raw, naive = (_find(results, s, mode, n) for s in ("product", "raw", "naive"))
             if not ours or "saturation" not in ours or not naive or "saturation" not in naive:
                 continue
             value = ours["saturation"]["deliveries_per_s"]
@@ -195,7 +251,7 @@ def targets(results: dict[str, Any]) -> list[str]:
                     "rate cap": " (the servers held every rate tried)",
                 }[bound]
                 if factor < TARGET_SATURATION_VS_NAIVE:
-                    rate = _common_rate({s: _find(results, s, mode, n) for s in SYSTEMS})
+                    rate = _common_rate({s: _find(results, s, mode, n) for s in ("product", "raw", "naive")})
                     ours_cpu, naive_cpu = _cpu_at(ours, rate), _cpu_at(naive, rate)
                     cost = f"{naive_cpu / ours_cpu:.1f}x" if ours_cpu and naive_cpu else "?"
                     outcome = (
@@ -208,7 +264,11 @@ def targets(results: dict[str, Any]) -> list[str]:
                 f"{outcome} |"
             )
     for scenario in results["scenarios"]:
-        if scenario["system"] == "product" and scenario.get("rss_kib_per_conn") is not None:
+        if (
+            scenario["system"] == "product"
+            and scenario["mode"] in MODES
+            and scenario.get("rss_kib_per_conn") is not None
+        ):
             rss = scenario["rss_kib_per_conn"]
             out.append(
                 f"| RSS <= {TARGET_RSS_KIB:g} KiB per idle stream, {MODES[scenario['mode']]}, N = {scenario['n']} | "
@@ -216,7 +276,34 @@ def targets(results: dict[str, Any]) -> list[str]:
             )
     lost = sum(_lost_below_saturation(s) or 0 for s in results["scenarios"] if s["system"] == "product")
     out.append(f"| zero events lost below saturation (product) | {lost:.0f} | {verdict(lost == 0, f'{lost:.0f}')} |")
+    out += against_before(results)
     return out + [""]
+
+
+def against_before(results: dict[str, Any]) -> list[str]:
+    """The broadcast hot path costs no more than before (p99 at the fixed rates, CPU per delivery)."""
+    out = []
+    for n in sorted({s["n"] for s in results["scenarios"] if s["mode"] == "broadcast"}):
+        ours, theirs = _find(results, "product", "broadcast", n), _find(results, "before", "broadcast", n)
+        if not ours or not theirs:
+            continue
+        rate = 5.0 if n >= 5000 else 20.0
+        now, then = _step(ours, rate), _step(theirs, rate)
+        common = _common_rate({"product": ours, "before": theirs})
+        cpu_now, cpu_then = _cpu_at(ours, common), _cpu_at(theirs, common)
+        if not now or not then or not cpu_now or not cpu_then:
+            continue
+        p99 = now["p99_ms"] / then["p99_ms"] if then["p99_ms"] else math.inf
+        cpu = cpu_now / cpu_then
+        worst = max(p99, cpu)
+        outcome = "met" if worst <= NO_COST_RATIO else f"missed: {worst:.2f}x"
+        out.append(
+            f"| the broadcast hot path costs nothing measurable against before (<= {NO_COST_RATIO:g}x), N = {n} | "
+            f"p99 at {rate:g} events/s {now['p99_ms']:.2f} vs {then['p99_ms']:.2f} ms = {p99:.2f}x; "
+            f"server CPU per delivery at {common:g} events/s {cpu_now:.1f} vs {cpu_then:.1f} us = {cpu:.2f}x | "
+            f"{outcome} |"
+        )
+    return out
 
 
 def chart(results: dict[str, Any], path: Path) -> Path | None:
@@ -233,7 +320,7 @@ def chart(results: dict[str, Any], path: Path) -> Path | None:
     fig, axes = plt.subplots(
         len(modes), len(sizes), figsize=(6 * len(sizes), 4.2 * len(modes)), squeeze=False, sharey=True
     )
-    colours = {"product": "tab:blue", "raw": "tab:green", "naive": "tab:red"}
+    colours = {"product": "tab:blue", "before": "tab:purple", "raw": "tab:green", "naive": "tab:red"}
     for row, mode in enumerate(modes):
         for col, n in enumerate(sizes):
             ax = axes[row][col]
@@ -262,7 +349,7 @@ def chart(results: dict[str, Any], path: Path) -> Path | None:
             ax.set_ylabel("publish -> received (ms)")
             ax.grid(True, which="both", alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8)
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -6,9 +6,14 @@
 
 Systems (each as two server processes on one private redis-server):
   product  this project: daphne + realtime (hub, one subscription per channel per process)
+  before   this project at an earlier version (--before-ref, from git): what a change costs
   raw      baseline (a): redis-py Pub/Sub fan-out to plain asyncio sockets (bench/raw_server.py)
   naive    baseline (b): an AsyncHttpConsumer per connection on channels-redis's stock pub/sub
            layer, one group_send per event (bench/naive/)
+
+Modes: `broadcast` and `session` publish events; `command` (product and before only) runs
+escalations, whose events reach N subscribers of sse:broadcast: the latency from the event's
+write in the command's transaction, through the commit, to the SSE bytes.
 
 One load-client process holds the N connections (split over the two servers), a publisher
 process publishes timestamped events. See bench/README.md for what is measured and how.
@@ -37,17 +42,22 @@ from bench.procs import BENCH_TOKEN, ROOT
 
 # The line the targets and the saturation point are drawn at.
 SATURATION_P99_MS = 100.0
+# The version `before` runs by default: the bus before the outbox, the recorder and the owned
+# pub/sub link (the last commit before them).
+BEFORE_REF = "ae0c745"
+# Systems that are the product (they run commands).
+PRODUCTS = ("product", "before")
 
 
 class Controlled:
     """A child process driven by JSON lines on stdin/stdout, with a timeout on every answer."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path) -> None:
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT) -> None:
         self.name = name
         self.log = open(log, "ab")  # noqa: SIM115
         self.popen = subprocess.Popen(
             args,
-            cwd=ROOT,
+            cwd=cwd,
             env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -98,6 +108,17 @@ class Run:
         self.workdir = workdir
         self.redis = procs.Redis(log=workdir / "redis.log").start()
         self.db_url = f"sqlite:///{workdir / 'bench.sqlite3'}"
+        # `before` runs its own tree on its own database (another schema).
+        self.before_root: Path | None = None
+        self.before_db_url = f"sqlite:///{workdir / 'before.sqlite3'}"
+        if "before" in args.systems.split(","):
+            try:
+                self.before_root = procs.export_tree(args.before_ref, workdir / "before")
+            except subprocess.CalledProcessError as exc:
+                raise SystemExit(
+                    f"bench: cannot export {args.before_ref!r} for the `before` system (a clone with its history "
+                    f"is needed; or pass --systems without before): {exc.stderr.decode(errors='replace')[:200]}"
+                ) from None
         self.client = Controlled(
             "client",
             [sys.executable, "-m", "bench.client", "--loop", args.client_loop, "--sched", args.client_sched]
@@ -112,22 +133,32 @@ class Run:
     # --- processes -------------------------------------------------------------------
 
     def publisher(self, system: str) -> Controlled:
-        kind = "naive" if system == "naive" else "product"
+        kind = {"naive": "naive", "before": "before"}.get(system, "product")
         if kind not in self.publishers:
             env = procs.base_env(REDIS_URL=self.redis.url, DATABASE_URL=self.db_url)
+            args = [sys.executable, "-m", "bench.publisher", "--system", "naive" if kind == "naive" else "product"]
+            cwd = ROOT
+            if kind == "before":
+                # This publisher script, the earlier version's product (its tree first on the path).
+                assert self.before_root is not None
+                env.update(DATABASE_URL=self.before_db_url, PYTHONPATH=str(self.before_root))
+                args = [sys.executable, str(ROOT / "bench" / "publisher.py"), "--system", "product"]
+                cwd = self.before_root
             self.publishers[kind] = Controlled(
-                f"publisher-{kind}",
-                [sys.executable, "-m", "bench.publisher", "--system", kind],
-                env,
-                self.workdir / f"publisher-{kind}.log",
+                f"publisher-{kind}", args, env, self.workdir / f"publisher-{kind}.log", cwd=cwd
             )
         return self.publishers[kind]
 
     def migrate(self) -> None:
-        env = procs.base_env(
-            REDIS_URL=self.redis.url, DATABASE_URL=self.db_url, DJANGO_SETTINGS_MODULE="sse_project.settings"
-        )
-        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
+        trees = [(ROOT, self.db_url)]
+        if self.before_root is not None:
+            trees.append((self.before_root, self.before_db_url))
+        for root, db_url in trees:
+            env = procs.base_env(
+                REDIS_URL=self.redis.url, DATABASE_URL=db_url, DJANGO_SETTINGS_MODULE="sse_project.settings"
+            )
+            env["PYTHONPATH"] = str(root)
+            subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=root, env=env, check=True)
 
     def servers(self, system: str, label: str) -> list[procs.Server]:
         made = []
@@ -135,6 +166,11 @@ class Run:
             log = self.workdir / f"{label}-{index}.log"
             if system == "product":
                 server = procs.product_server(self.redis.url, self.db_url, log, self.args.product_env)
+            elif system == "before":
+                assert self.before_root is not None
+                server = procs.product_server(
+                    self.redis.url, self.before_db_url, log, self.args.product_env, self.before_root, "before"
+                )
             elif system == "naive":
                 server = procs.naive_server(self.redis.url, log)
             else:
@@ -158,18 +194,20 @@ class Run:
         publisher = self.publisher(system)
         servers = self.servers(system, label)
         ports = [s.port for s in servers]
+        streams = client_mode(mode)
         result: dict[str, Any] = {"system": system, "mode": mode, "n": n, "steps": []}
         try:
             # Warm-up: the publisher's connections and script load are a one-time cost of
             # that process, not of the servers: publish a few events before anything counts.
+            warm_rate = 20.0 if mode == "command" else 200.0
             warm_up = publisher.call(
-                {"cmd": "run", "mode": mode, "sessions": n, "rate": 200.0, "seconds": 0.25, "seq0": self.seq},
+                {"cmd": "run", "mode": mode, "sessions": n, "rate": warm_rate, "seconds": 0.25, "seq0": self.seq},
                 timeout=60,
             )
             self.seq = warm_up["seq_hi"]
             # One stream per server, so imports and first subscriptions are not counted as
             # per-connection memory.
-            warm = self.client.call({"cmd": "connect", "ports": ports, "mode": mode, "n": 2, "token": BENCH_TOKEN})
+            warm = self.client.call({"cmd": "connect", "ports": ports, "mode": streams, "n": 2, "token": BENCH_TOKEN})
             self.client.call({"cmd": "close"})
             if warm["opened"] != 2:
                 raise RuntimeError(f"{label}: warm-up streams did not open: {warm}")
@@ -179,7 +217,7 @@ class Run:
                 {
                     "cmd": "connect",
                     "ports": ports,
-                    "mode": mode,
+                    "mode": streams,
                     "n": n,
                     "token": BENCH_TOKEN,
                     "concurrency": self.args.connect_concurrency,
@@ -219,6 +257,9 @@ class Run:
                 result["note"] = f"still delivering a backlog {self.args.drain_timeout:g}s after the {rate:g}/s step"
                 self.finish(result, steps)
                 return
+        if mode == "command":
+            self.finish(result, steps)  # a figure at the fixed rate, no saturation search
+            return
         # Never below an eighth of the lowest fixed rate: a system that misses the line there
         # has no saturation point worth the minutes a further search would take.
         floor = max(self.args.min_rate, min(fixed) / 8)
@@ -275,6 +316,8 @@ class Run:
         # The targets: 20 events/s at N = 1000 and 5 events/s at N = 5000 (and 20 there too).
         if self.args.fixed:
             return [float(x) for x in self.args.fixed.split(",")]
+        if mode == "command":
+            return [self.args.command_rate]
         if mode == "broadcast" and n >= 5000:
             return [5.0, 20.0]
         return [20.0]
@@ -303,7 +346,7 @@ class Run:
             timeout=seconds * 10 + 60,
         )
         self.seq = sent["seq_hi"]
-        per_event = n if mode == "broadcast" else 1
+        per_event = 1 if mode == "session" else n
         want = sent["published"] * per_event
         drained, backlog = self.drain(want)
         wall = time.monotonic() - wall0
@@ -383,6 +426,11 @@ class Run:
         return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def client_mode(mode: str) -> str:
+    """What the load client's streams listen to: a command's event goes to sse:broadcast."""
+    return "broadcast" if mode == "command" else mode
+
+
 def machine() -> dict[str, Any]:
     cpu = ""
     try:
@@ -412,8 +460,11 @@ def machine() -> dict[str, Any]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="N = 1000 only, short steps (1-2 minutes)")
-    parser.add_argument("--systems", default="product,raw,naive")
-    parser.add_argument("--modes", default="broadcast,session")
+    parser.add_argument("--systems", default="product,before,raw,naive")
+    parser.add_argument("--modes", default="broadcast,session,command")
+    parser.add_argument("--before-ref", default=BEFORE_REF, help="the git ref the `before` system runs")
+    parser.add_argument("--command-rate", type=float, default=20.0, help="commands per second in `command` mode")
+    parser.add_argument("--command-sizes", default="1000", help="N for `command` mode")
     parser.add_argument("--sizes", default=None, help="comma-separated N (default 1000,5000; --quick: 1000)")
     parser.add_argument("--step-seconds", type=float, default=None, help="seconds of publishing per step")
     parser.add_argument("--max-steps", type=int, default=None, help="saturation-search steps per scenario")
@@ -457,8 +508,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run.migrate()
         for mode in args.modes.split(","):
-            for n in args.sizes:
+            sizes = [int(x) for x in args.command_sizes.split(",")] if mode == "command" else args.sizes
+            for n in sizes:
                 for system in args.systems.split(","):
+                    if mode == "command" and system not in PRODUCTS:
+                        continue  # the baselines have no commands
                     run.scenarios.append(run.scenario(system, mode, n))
     finally:
         run.close()
