@@ -13,7 +13,6 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
 from realtime.auth import NotAuthenticated, Principal, principal_from
-from realtime.bus import BusUnavailable
 from realtime.errors import ApiError, error_response, from_validation
 
 logger = logging.getLogger(__name__)
@@ -72,8 +71,6 @@ def api(methods: tuple[str, ...], who: Callable[[Principal], bool] | None = None
                 return view(request, principal, **kwargs)
             except ApiError as error:
                 return error_response(error)
-            except BusUnavailable as exc:
-                return error_response(ApiError(503, str(exc)))
             except ValueError as exc:  # InvalidChannel / InvalidEvent from the bus
                 return error_response(from_validation(exc))
 

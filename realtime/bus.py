@@ -31,13 +31,12 @@ from realtime.health import health
 from realtime.history import Resume, StoredEvent
 from realtime.hub import Hub, all_hubs, encode, reset_frame, stats
 from realtime.recorder import memory_recorder
-from realtime.redis_conn import RedisTarget
+from realtime.redis_conn import REDIS_ERRORS, RedisTarget
 from realtime.stream import QueueSubscriber
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "BusUnavailable",
     "InvalidChannel",
     "InvalidEvent",
     "enqueue_sse_message",
@@ -46,10 +45,6 @@ __all__ = [
     "publish_on_commit",
     "subscribe_sse_events",
 ]
-
-
-class BusUnavailable(RuntimeError):
-    """The cross-process layer (Redis) could not take the event."""
 
 
 class SSELayer(Protocol):
@@ -74,9 +69,6 @@ class SSELayer(Protocol):
     def online_agents(self) -> list[dict[str, Any]]: ...
     def local_online_agents(self) -> list[dict[str, Any]]: ...
     def sync_client(self, key: str = ...) -> redis.Redis | None: ...
-
-
-_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
 
 
 def get_layer() -> SSELayer:
@@ -110,7 +102,7 @@ def bus_cursor() -> str | None:
     is unreachable: the page then opens its stream without resuming."""
     try:
         return get_layer().cursor_sync()
-    except (*_UNAVAILABLE, redis.RedisError) as exc:
+    except REDIS_ERRORS as exc:
         logger.warning("no bus cursor for a snapshot: %s", exc)
         return None
 
@@ -162,7 +154,7 @@ async def enqueue_sse_message(
         return None
     try:
         event_id = await get_layer().publish_event(item)
-    except _UNAVAILABLE as exc:
+    except REDIS_ERRORS as exc:
         _fell_back(item, exc)
         return None
     reached_redis()
@@ -176,7 +168,7 @@ def publish_draft_sync(item: Draft) -> str | None:
         return None
     try:
         event_id = get_layer().publish_event_sync(item)
-    except _UNAVAILABLE as exc:
+    except REDIS_ERRORS as exc:
         _fell_back(item, exc)
         return None
     reached_redis()
@@ -308,7 +300,7 @@ async def _read_resume(layer: SSELayer, channels: list[str], last_event_id: str)
     """History after `last_event_id`; a reset when it cannot be read (Redis unreachable)."""
     try:
         return await layer.resume(channels, last_event_id)
-    except _UNAVAILABLE as exc:
+    except REDIS_ERRORS as exc:
         logger.warning("could not read history for a resume on %s: %s", channels, exc)
         return Resume(reset=True, reason="history cannot be read while Redis is unreachable")
 

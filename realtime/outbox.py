@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import redis
 from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.utils import timezone
@@ -35,6 +34,7 @@ from realtime.envelope import Draft, parse_event_id, with_id
 from realtime.health import health
 from realtime.hub import stats
 from realtime.models import OutboxEvent
+from realtime.redis_conn import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +49,6 @@ PRUNE_EVERY = 3600.0
 PRUNE_CHUNK = 2000
 # Retention when SSE_HISTORY_TTL_SECONDS is 0 (history never expires): a week.
 PRUNE_DEFAULT_SECONDS = 7 * 86_400
-
-_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
 
 
 @dataclass
@@ -107,7 +105,7 @@ def flush(limit: int = FLUSH_ROWS) -> dict[str, list[str]]:
             drafts = [Draft(row.channel, row.type, row.body) for row in members]
             try:
                 ids = layer.publish_batch_sync(drafts, key)
-            except _UNAVAILABLE as exc:
+            except REDIS_ERRORS as exc:
                 health.mark_down(f"Redis is unreachable: {exc}")
                 logger.warning("outbox: %d event(s) wait for Redis: %s", len(rows), exc)
                 break

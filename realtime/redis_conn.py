@@ -24,6 +24,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
+# Every way a call to Redis can fail for reasons of Redis (down, stalled, restarting, read-only
+# after a failover, out of memory): the callers degrade on any of them, never fail the request.
+REDIS_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, ConnectionError, OSError)
+
 # A command that takes longer than this on loopback or a LAN means Redis is in trouble.
 COMMAND_TIMEOUT = 2.0
 # Connecting is quicker still: a refused or unreachable Redis must not stall a publish.
