@@ -25,7 +25,7 @@ MODES = {"broadcast": "`sse:broadcast`", "session": "per-session channels"}
 # on a shared machine (10-30 %, bench/README.md); 1.15x is the line drawn here.
 NO_COST_RATIO = 1.15
 
-# The targets, at 2 cores shared by server, client and Redis.
+# The targets this benchmark checks, at 2 cores shared by server, client and Redis.
 TARGET_P99_1000_MS = 10.0
 TARGET_P99_5000_MS = 50.0
 TARGET_SATURATION_VS_NAIVE = 3.0

@@ -176,16 +176,16 @@ def on_outbox_published(sender: object, rows: list[Any], **kwargs: Any) -> None:
 
 
 def _sync_keys(names: list[str]) -> None:
-    from dashboard.seed_keys import sync_all_to_redis
+    from dashboard.session_keys import sync_all_to_redis
 
     sync_all_to_redis(ChatSession.objects.select_related("agent").filter(name__in=names))
 
 
 def on_redis_reconnected(sender: object, empty: bool, **kwargs: Any) -> None:
-    """A Redis that lost its data gets the seed's session keys back from the database."""
+    """A Redis that lost its data gets the session keys back from the database."""
     if not empty:
         return
-    from dashboard.seed_keys import sync_all_to_redis
+    from dashboard.session_keys import sync_all_to_redis
 
     written = sync_all_to_redis()
     logger.info("Redis has no session keys (new, or restarted empty): wrote the keys of %d session(s)", written)

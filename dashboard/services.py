@@ -11,7 +11,7 @@ UPDATE matches a row. Starting with the write also means SQLite takes its write 
 and never fails a read-then-write with "database is locked". A refused command raises
 inside the transaction, so it changes no row, and its events (queued with
 `publish_on_commit`) never go out. After the commit the events are published, the
-session's `last_event_id` is recorded and the seed's Redis keys are rewritten.
+session's `last_event_id` is recorded and the session keys in Redis are rewritten.
 
 A command's session-channel events are also stored in the record (`dashboard.record`), in the
 same transaction: the conversation is in the database whatever happens to Redis.
@@ -31,13 +31,13 @@ from django.utils import timezone
 
 from dashboard import record
 from dashboard.models import ChatSession, Status
-from dashboard.seed_keys import sync_all_to_redis, sync_to_redis
+from dashboard.session_keys import sync_all_to_redis, sync_to_redis
 from realtime.auth import Principal
 from realtime.bus import PendingEvent, publish_many_on_commit
 from realtime.channels import BROADCAST, InvalidChannel, agent_channel, session_channel, validate_name
 from realtime.envelope import InvalidEvent, check_source, parse_event_id
 
-__all__ = ["sync_all_to_redis", "sync_to_redis"]  # the seed's keys, for callers of the commands
+__all__ = ["sync_all_to_redis", "sync_to_redis"]  # the session keys, for callers of the commands
 
 logger = logging.getLogger(__name__)
 
@@ -374,7 +374,7 @@ def _announce(
     outbox, and the session channel's in the record, all in the command's transaction.
 
     Nothing goes out unless it commits. After the commit the events are published (the
-    outbox) and the seed's Redis keys rewritten; the session's last event id is recorded when
+    outbox) and the session keys in Redis rewritten; the session's last event id is recorded when
     its events are published (`dashboard.record.on_outbox_published`).
     """
     channels = [session_channel(session.name), BROADCAST]
@@ -392,7 +392,7 @@ def _announce(
 
 def _after_commit(outcome: Outcome) -> None:
     # The answer shows the session as it is now: with the last_event_id of its events when
-    # they went out at once. The seed's keys are rewritten as they go out (dashboard.record).
+    # they went out at once. The session keys are rewritten as they go out (dashboard.record).
     session = _current(outcome.session.name)
     if session is not None:
         outcome.session = session

@@ -2,7 +2,7 @@
 
 Agents and supervisors are Django users (session cookie); other services present
 `Authorization: Bearer <token>` with a token from SERVICE_TOKENS. The event `source` is
-derived from this, never from a request body (the seed's defence against forgery).
+derived from this, never from a request body (the defence against forged messages).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def principal_from(authorization: str | None, user: Any) -> Principal | None:
 
 
 def may_listen(principal: Principal, channel: str) -> bool:
-    """CONTRACT.md 4: sessions and broadcast for everyone signed in; an agent channel for its agent."""
+    """docs/bus.md section 4: sessions and broadcast for everyone signed in; an agent channel for its agent."""
     kind, name = channel_kind(channel)
     if kind == "agent":
         return principal.is_service or principal.is_supervisor or principal.name == name

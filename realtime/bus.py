@@ -1,4 +1,4 @@
-"""The one way events enter and leave the bus (docs/bus.md, "Python").
+"""The one way events enter and leave the bus (docs/bus.md section 5).
 
 Every event in the product is published through `enqueue_sse_message` (async) or its sync
 twin `enqueue_sse_message_sync` (alias `group_send`, the design card's helper), or
@@ -81,7 +81,7 @@ def get_layer() -> SSELayer:
 def redis_client(key: str = "") -> redis.Redis | None:
     """A thread-safe sync Redis client for `key`'s server, or None on the in-memory layer.
 
-    For state other services read (the seed's `session:{name}` and `status:{status}` keys).
+    For state other services read (the session keys `session:{name}` and `status:{status}`).
     """
     return get_layer().sync_client(key)
 
@@ -113,7 +113,7 @@ def _log_published(item: Draft, event_id: str) -> None:
 
 
 def deliver_locally(item: Draft) -> None:
-    """To this process's own streams only, live (no id): what the seed does without Redis."""
+    """To this process's own streams only, live (no id): what a process does without Redis."""
     try:
         running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
     except RuntimeError:

@@ -2,7 +2,7 @@
 
 A channel is `sse:session:{name}`, `sse:agent:{id}` or `sse:broadcast`. Names are checked
 against a strict whitelist before anything reaches Redis, so a `*` can never become a
-pattern and a newline can never split a protocol line (the seed's channel-injection rule).
+pattern and a newline can never split a protocol line (the defence against channel injection).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The SSE endpoints (CONTRACT.md section 4, Streams), as one Channels consumer.
+"""The SSE endpoints (docs/bus.md section 4, Streams), as one Channels consumer.
 
 The consumer is thin: it authenticates, checks the channels, registers an SSEConnection with
 the process's hub and then only waits for the client to go. Events never pass through the

@@ -1,6 +1,6 @@
 """The event envelope: the type/source table, validation, ids and JSON encoding.
 
-An envelope is `{"id", "channel", "type", "payload", "timestamp", "source"}` (CONTRACT.md
+An envelope is `{"id", "channel", "type", "payload", "timestamp", "source"}` (docs/bus.md
 section 2). Everything here is pure: no I/O, so the rules are tested without a server.
 """
 
@@ -18,8 +18,8 @@ from typing import Any
 
 from realtime.channels import InvalidChannel, validate_channel, validate_name
 
-# The seed's table: which sources may publish which types. Receivers drop the rest,
-# which is the seed's defence against forged messages.
+# The type/source table: which sources may publish which types. Receivers drop the rest,
+# which is the defence against forged messages.
 ALLOWED_SOURCES: dict[str, frozenset[str]] = {
     "status_change": frozenset({"ai_chatbot", "agent_workbench", "system"}),
     "transfer_request": frozenset({"ai_chatbot"}),

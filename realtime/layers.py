@@ -3,7 +3,7 @@ contract's wire format.
 
 On Redis, channel `sse:session:x` is the Redis pub/sub channel `sse:session:x` (not
 channels-redis's `asgi__group__...`), and each message is the envelope as JSON, so
-`redis-cli PSUBSCRIBE 'sse:*'` shows the seed's format and any service can PUBLISH to it.
+`redis-cli PSUBSCRIBE 'sse:*'` shows the envelope format and any service can PUBLISH to it.
 Publishing runs the scripts of `realtime.redis_store` (id, history and PUBLISH in one round
 trip). Each event loop's SSE streams are served by its `Hub`, whose subscriptions ride on
 one `RedisLink` (`realtime.link`), a pub/sub connection this project owns.

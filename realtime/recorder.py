@@ -34,7 +34,7 @@ from realtime import signals
 from realtime.channels import SESSION_PREFIX
 from realtime.envelope import InvalidEvent, parse_incoming, raw_message_id
 from realtime.hub import stats
-from realtime.redis_conn import COMMAND_TIMEOUT, RedisTarget
+from realtime.redis_conn import COMMAND_TIMEOUT, REDIS_ERRORS, RedisTarget
 from realtime.redis_store import RECORD_STREAM
 
 logger = logging.getLogger(__name__)
@@ -229,18 +229,16 @@ def _loop(name: str, step: Any, on_error: Any = None) -> None:
     while True:
         try:
             step()
-        except (redis.RedisError, OSError) as exc:
-            if not failing:
-                logger.warning("recorder %s cannot reach Redis, retrying every second: %s", name, exc)
+        except Exception as exc:
+            if isinstance(exc, REDIS_ERRORS):
+                if not failing:
+                    logger.warning("recorder %s cannot reach Redis, retrying every second: %s", name, exc)
+                if on_error is not None:
+                    on_error()
+            else:
+                logger.exception("recorder %s step failed; retrying", name)
+                close_old_connections()  # a broken database connection is opened anew
             failing = True
-            if on_error is not None:
-                on_error()
-            time.sleep(1.0)
-            continue
-        except Exception:
-            logger.exception("recorder %s step failed; retrying", name)
-            failing = True
-            close_old_connections()
             time.sleep(1.0)
             continue
         if failing:

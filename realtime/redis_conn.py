@@ -1,7 +1,7 @@
 """How the product reaches Redis: one server (`REDIS_URL`) or the master Sentinel names.
 
 Every Redis client of the product is made here, so a Sentinel deployment (`REDIS_SENTINELS`
-+ `REDIS_SENTINEL_MASTER`) covers the bus, history, presence and the seed's keys alike: the
++ `REDIS_SENTINEL_MASTER`) covers the bus, history, presence and the session keys alike: the
 clients ask the sentinels for the master whenever they connect, so after a failover the
 next connection goes to the new master with no restart.
 

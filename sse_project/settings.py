@@ -101,11 +101,11 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
-# --- The realtime bus (see CONTRACT.md section 6) -------------------------------------
+# --- The realtime bus (docs/bus.md section 8) -------------------------------------
 
 REDIS_URL = envstr("REDIS_URL")
 # Redis Sentinel instead of one server: `host:port,host:port` and the master's name. When
-# set, every Redis use of the product (bus, history, presence, the seed's keys) asks the
+# set, every Redis use of the product (bus, history, presence, the session keys) asks the
 # sentinels for the current master and follows a failover.
 REDIS_SENTINELS = envhostports("REDIS_SENTINELS")
 REDIS_SENTINEL_MASTER = envstr("REDIS_SENTINEL_MASTER")
@@ -117,7 +117,7 @@ USE_REDIS_SSE = envbool("USE_REDIS_SSE", True)
 SSE_USE_REDIS = bool(REDIS_URL or REDIS_SENTINELS) and USE_REDIS_SSE
 # 15 s keeps idle streams alive through proxies that cut connections after 30-60 s.
 SSE_HEARTBEAT_SECONDS = envint("SSE_HEARTBEAT_SECONDS", 15, minimum=1, maximum=3600)
-# The seed's subscription-flood limit: a page needs at most a handful of channels.
+# A limit against subscription floods: a page needs at most a handful of channels.
 SSE_MAX_CHANNELS_PER_CONNECTION = envint("SSE_MAX_CHANNELS_PER_CONNECTION", 20, minimum=1, maximum=1000)
 SSE_MAX_CONNECTIONS = envint("SSE_MAX_CONNECTIONS", 10000, minimum=1)
 # 1000 events cover several minutes of a busy session: enough to ride out a reconnect.

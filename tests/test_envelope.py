@@ -1,4 +1,4 @@
-"""The event envelope: the type/source table, the 64 KiB cap, and what the wire may carry (CONTRACT.md 2)."""
+"""The event envelope: the type/source table, the 64 KiB cap, and what the wire may carry (docs/bus.md section 2)."""
 
 from __future__ import annotations
 

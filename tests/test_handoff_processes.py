@@ -1,8 +1,8 @@
 """The whole handoff over real processes: two daphne servers, one Redis, one database.
 
 The bot (a service token) works on process B, the agent (logged in over HTTP) on process A,
-the bot's chat messages come from a third Python process. After every step the seed's Redis
-keys say what the database says.
+the bot's chat messages come from a third Python process. After every step the session keys
+in Redis say what the database says.
 """
 
 import json

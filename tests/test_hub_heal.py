@@ -10,27 +10,7 @@ from realtime.history import Resume, StoredEvent
 from realtime.hub import Hub
 from realtime.link import RedisLink
 from realtime.redis_conn import RedisTarget
-
-
-class Backend:
-    async def subscribe_channel(self, channel: str) -> None:
-        pass
-
-    async def unsubscribe_channel(self, channel: str) -> None:
-        pass
-
-
-class Recorder:
-    def __init__(self, *channels: str) -> None:
-        self.channels = channels
-        self.events: list[dict[str, Any]] = []
-
-    def push(self, frame: bytes, event: dict[str, Any]) -> None:
-        self.events.append(event)
-
-    def push_many(self, frames: list[bytes], events: list[dict[str, Any]]) -> None:
-        self.events.extend(events)
-
+from tests.support.hubs import Collect, NoBackend
 
 CHANNEL = "sse:session:heal"
 
@@ -55,8 +35,8 @@ def run(scenario: Any) -> Any:
 
 def test_what_was_published_after_the_loss_point_is_replayed_and_the_last_replayed_id_returned() -> None:
     async def scenario() -> tuple[list[Any], str | None]:
-        hub = Hub(Backend(), asyncio.get_running_loop())
-        recorder = Recorder(CHANNEL)
+        hub = Hub(NoBackend(), asyncio.get_running_loop())
+        recorder = Collect(CHANNEL)
         await hub.add(recorder)
         hub.deliver(CHANNEL, envelope("100-0", 0))
 
@@ -77,8 +57,8 @@ def test_what_was_published_after_the_loss_point_is_replayed_and_the_last_replay
 
 def test_a_gap_that_cannot_be_closed_sends_one_reset_per_stream_and_the_stream_goes_on() -> None:
     async def scenario() -> list[str]:
-        hub = Hub(Backend(), asyncio.get_running_loop())
-        recorder = Recorder(CHANNEL, "sse:broadcast")
+        hub = Hub(NoBackend(), asyncio.get_running_loop())
+        recorder = Collect(CHANNEL, "sse:broadcast")
         await hub.add(recorder)
         hub.deliver(CHANNEL, envelope("100-0", 0))
 
@@ -94,8 +74,8 @@ def test_a_gap_that_cannot_be_closed_sends_one_reset_per_stream_and_the_stream_g
 
 def test_without_a_known_position_the_streams_are_reset_with_the_given_reason() -> None:
     async def scenario() -> list[Any]:
-        hub = Hub(Backend(), asyncio.get_running_loop())
-        recorder = Recorder(CHANNEL)
+        hub = Hub(NoBackend(), asyncio.get_running_loop())
+        recorder = Collect(CHANNEL)
         await hub.add(recorder)
 
         async def read(channels: list[str], after: str) -> Resume:
@@ -109,8 +89,8 @@ def test_without_a_known_position_the_streams_are_reset_with_the_given_reason() 
 
 def test_a_failed_history_read_resets_instead_of_hiding_the_gap() -> None:
     async def scenario() -> list[str]:
-        hub = Hub(Backend(), asyncio.get_running_loop())
-        recorder = Recorder(CHANNEL)
+        hub = Hub(NoBackend(), asyncio.get_running_loop())
+        recorder = Collect(CHANNEL)
         await hub.add(recorder)
         hub.deliver(CHANNEL, envelope("100-0", 0))
 
@@ -127,8 +107,8 @@ def test_a_stream_that_opened_while_the_link_was_down_is_healed_too() -> None:
     """It opened on a channel the process already listened to: it cannot know what it missed."""
 
     async def scenario() -> tuple[list[int], list[int]]:
-        hub = Hub(Backend(), asyncio.get_running_loop())
-        old, new = Recorder(CHANNEL), Recorder(CHANNEL)
+        hub = Hub(NoBackend(), asyncio.get_running_loop())
+        old, new = Collect(CHANNEL), Collect(CHANNEL)
         await hub.add(old)
         hub.deliver(CHANNEL, envelope("100-0", 0))
         await hub.add(new)  # opened during the outage
@@ -144,8 +124,8 @@ def test_a_stream_that_opened_while_the_link_was_down_is_healed_too() -> None:
 
 def test_after_a_replay_the_link_skips_live_copies_up_to_the_seam_and_nothing_after() -> None:
     async def scenario() -> list[Any]:
-        hub = Hub(Backend(), asyncio.get_running_loop())
-        recorder = Recorder(CHANNEL)
+        hub = Hub(NoBackend(), asyncio.get_running_loop())
+        recorder = Collect(CHANNEL)
         await hub.add(recorder)
         link = RedisLink(RedisTarget(url="redis://127.0.0.1:1/0"), 100)
         link.hub = hub

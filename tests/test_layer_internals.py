@@ -26,6 +26,7 @@ from realtime.hub import Hub
 from realtime.layers import RedisSSEChannelLayer, RedisSSELoopLayer
 from realtime.link import RedisLink
 from realtime.redis_conn import RedisTarget
+from tests.support.hubs import Collect
 from tests.support.procs import PauseProxy, RedisServer
 
 
@@ -88,18 +89,6 @@ def test_a_sync_pubsub_connection_can_say_a_message_has_begun(redis_server: Redi
     assert ps.connection.can_read(timeout=1.0) is True
     assert ps.get_message(timeout=1.0)["data"] == b"hi"
     ps.close()
-
-
-class Collect:
-    def __init__(self, *channels: str) -> None:
-        self.channels = channels
-        self.events: list[dict[str, Any]] = []
-
-    def push(self, frame: bytes, event: dict[str, Any]) -> None:
-        self.events.append(event)
-
-    def push_many(self, frames: list[bytes], events: list[dict[str, Any]]) -> None:
-        self.events.extend(events)
 
 
 def test_the_link_reads_a_slow_burst_whole_and_stays_up(redis_server: RedisServer) -> None:

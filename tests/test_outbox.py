@@ -15,17 +15,11 @@ from realtime.channels import BROADCAST
 from realtime.envelope import draft, parse_event_id
 from realtime.health import health
 from realtime.models import OutboxEvent
-from tests.support.sessions import fresh_bus, history, published, unique
+from tests.support.sessions import history, published, unique
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 BOT = Principal("service", "ai_chatbot")
-
-
-@pytest.fixture
-def bus():
-    yield fresh_bus()
-    fresh_bus()
 
 
 def ids_in_order(ids: list[str]) -> bool:

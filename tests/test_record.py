@@ -17,11 +17,9 @@ BOT = Principal("service", "ai_chatbot")
 ALICE = Principal("agent", "alice")
 
 
-@pytest.fixture
-def bus():
-    make_user("alice")
-    yield fresh_bus()
-    fresh_bus()
+@pytest.fixture(autouse=True)
+def alice(db):
+    return make_user("alice")
 
 
 def bot_says(name: str, text: str, sender: str = "customer", **extra) -> str | None:
@@ -126,7 +124,6 @@ def test_the_first_message_of_a_chat_creates_the_session_with_the_bot(bus):
 
 
 def test_a_snapshot_leaves_out_what_its_stream_will_bring_and_keeps_what_it_cannot(stoppable_redis):
-    make_user("alice")
     name = unique("snap")
     services.escalate(name, by=BOT)
     cursor = record.transcript(name)[-1]["id"]

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -191,7 +192,7 @@ def test_redis_stopped_for_ten_seconds_delivers_locally_heals_exactly_and_loses_
         wait_until(
             lambda: seed.sismember("status:closed", queued) and seed.sismember("status:agent_handling", talk),
             timeout=HEALED_WITHIN,
-            what="the seed's keys rebuilt from the database",
+            what="the session keys rebuilt from the database",
         )
         wait_until(
             lambda: any(s.id and s.started > restarted + 1 for s in list(sent) if s.process == "A"),
@@ -305,78 +306,51 @@ def test_pubsub_connections_killed_ten_times_at_100_events_a_second_lose_nothing
     fail_on(problems, processes, f"{kills} connection(s) killed, {len(sent)} published")
 
 
-# --- a network stall between one process and Redis -------------------------------------------
+# --- a fault of one process's Redis traffic: a stall, a half-open black hole ------------------
 
 
-def test_a_two_second_stall_of_one_processs_redis_traffic_is_healed_exactly(
-    rig: tuple[RedisServer, PauseProxy, Daphne, Daphne],
-) -> None:
-    """B publishes (a publish that times out is ambiguous: it may have reached Redis after all,
-    so A publishes nothing while its link is stalled); A's stream must get every id once."""
+@dataclass
+class Fault:
+    """What `fault_on_a` saw: the streams, the publishes, /healthz, and when the fault began and ended."""
+
+    browsers: dict[str, Browser]
+    sent: list[Sent]
+    health: HealthWatch
+    t0: float
+    began: float
+    ended: float
+    healed: float | None
+
+
+def fault_on_a(
+    rig: tuple[RedisServer, PauseProxy, Daphne, Daphne], name: str, begin: str, end: str, seconds: float
+) -> tuple[Fault, Any]:
+    """B publishes (a publish of A's that times out would be ambiguous: it may have reached Redis
+    after all) while A's traffic to Redis suffers `proxy.<begin>()` for `seconds`, then
+    `proxy.<end>()`; waits until A's stream is told the bus is back."""
     _, proxy, a, b = rig
     processes = {"A": a, "B": b}
-    channel = "sse:session:" + unique("stall")
+    channel = "sse:session:" + unique(name)
     browsers = streams(processes, channel)
     sent: list[Sent] = []
     pub = Publisher(b, "B", channel, 0, sent, 0.02)
     health = HealthWatch(processes)
     t0 = time.monotonic()
+    healed = None
     try:
         health.thread.start()
         pub.thread.start()
         wait_until(lambda: len(sent) >= 30, timeout=5, what="publishing under way")
-        proxy.pause()
-        paused = time.monotonic()
-        time.sleep(2)
-        proxy.resume()
-        resumed = time.monotonic()
-        time.sleep(HEALED_WITHIN)
-    finally:
-        stop([pub])
-        health.stop.set()
-    settle(browsers, sent)
-    for browser in browsers.values():
-        browser.close()
-    problems = check(sent, browsers, health, t0, resumed)
-    seen = statuses(browsers["A"])
-    if [state for _, state in seen][:1] != ["degraded"] or seen[-1][1] != "ok":
-        problems.add("stream A: no bus_status degraded then ok around the stall", repr(seen))
-    elif seen[0][0] - paused > DEGRADED_WITHIN:
-        problems.add(f"stream A: degraded {seen[0][0] - paused:.1f} s after the stall began")
-    if statuses(browsers["B"]):
-        problems.add("stream B was told of a stall that was not its own", repr(statuses(browsers["B"])))
-    fail_on(problems, processes)
-
-
-def test_a_redis_that_accepts_connections_and_never_answers_is_noticed_and_healed(
-    rig: tuple[RedisServer, PauseProxy, Daphne, Daphne],
-) -> None:
-    """A's connections are cut and its reconnections answered by nobody (half-open) for 3 s:
-    nothing may wait on them for ever. A is degraded within the contract's time, heals once
-    Redis answers again, and its stream gets every id once or a reset."""
-    _, proxy, a, b = rig
-    processes = {"A": a, "B": b}
-    channel = "sse:session:" + unique("hole")
-    browsers = streams(processes, channel)
-    sent: list[Sent] = []
-    pub = Publisher(b, "B", channel, 0, sent, 0.02)
-    health = HealthWatch(processes)
-    t0 = time.monotonic()
-    try:
-        health.thread.start()
-        pub.thread.start()
-        wait_until(lambda: len(sent) >= 30, timeout=5, what="publishing under way")
-        proxy.black_hole()
-        holed = time.monotonic()
-        time.sleep(3)
-        proxy.restore()
-        restored = time.monotonic()
-        wait_until(
-            lambda: [state for _, state in statuses(browsers["A"])][-1:] == ["ok"],
-            timeout=HEALED_WITHIN,
-            what="stream A told that the bus is back",
-        )
-        healed = time.monotonic()
+        getattr(proxy, begin)()
+        began = time.monotonic()
+        time.sleep(seconds)
+        getattr(proxy, end)()
+        ended = time.monotonic()
+        try:
+            wait_until(lambda: [s for _, s in statuses(browsers["A"])][-1:] == ["ok"], timeout=HEALED_WITHIN)
+            healed = time.monotonic()
+        except AssertionError:
+            pass  # reported by the caller
         time.sleep(1)
     finally:
         stop([pub])
@@ -384,13 +358,37 @@ def test_a_redis_that_accepts_connections_and_never_answers_is_noticed_and_heale
     settle(browsers, sent)
     for browser in browsers.values():
         browser.close()
-    problems = check(sent, browsers, health, t0, restored)
-    seen = statuses(browsers["A"])
-    if not seen or seen[0][1] != "degraded" or seen[0][0] - holed > DEGRADED_WITHIN:
+    fault = Fault(browsers, sent, health, t0, began, ended, healed)
+    return fault, check(sent, browsers, health, t0, ended)
+
+
+def test_a_two_second_stall_of_one_processs_redis_traffic_is_healed_exactly(
+    rig: tuple[RedisServer, PauseProxy, Daphne, Daphne],
+) -> None:
+    fault, problems = fault_on_a(rig, "stall", "pause", "resume", 2.0)
+    seen = statuses(fault.browsers["A"])
+    if [state for _, state in seen][:1] != ["degraded"] or seen[-1][1] != "ok":
+        problems.add("stream A: no bus_status degraded then ok around the stall", repr(seen))
+    elif seen[0][0] - fault.began > DEGRADED_WITHIN:
+        problems.add(f"stream A: degraded {seen[0][0] - fault.began:.1f} s after the stall began")
+    if statuses(fault.browsers["B"]):
+        problems.add("stream B was told of a stall that was not its own", repr(statuses(fault.browsers["B"])))
+    fail_on(problems, {"A": rig[2], "B": rig[3]})
+
+
+def test_a_redis_that_accepts_connections_and_never_answers_is_noticed_and_healed(
+    rig: tuple[RedisServer, PauseProxy, Daphne, Daphne],
+) -> None:
+    """A's connections are cut and its reconnections answered by nobody (half-open) for 3 s:
+    nothing may wait on them for ever. A is degraded in time, heals once Redis answers again,
+    and its stream gets every id once or a reset."""
+    fault, problems = fault_on_a(rig, "hole", "black_hole", "restore", 3.0)
+    seen = statuses(fault.browsers["A"])
+    if not seen or seen[0][1] != "degraded" or seen[0][0] - fault.began > DEGRADED_WITHIN:
         problems.add("stream A: not degraded in time", repr(seen))
-    if healed - restored > HEALED_WITHIN:
-        problems.add(f"stream A: ok {healed - restored:.1f} s after Redis answered again")
-    fail_on(problems, processes)
+    if fault.healed is None or fault.healed - fault.ended > HEALED_WITHIN:
+        problems.add("stream A: not told the bus is back in time", repr(seen))
+    fail_on(problems, {"A": rig[2], "B": rig[3]})
 
 
 # --- poison raw messages ---------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The seed's Redis keys `session:{name}` and `status:{status}` follow the database (real Redis)."""
+"""The session keys in Redis `session:{name}` and `status:{status}` follow the database (real Redis)."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""The SSE wire format: no id, event name or payload can forge a frame or a field (CONTRACT.md 4)."""
+"""The SSE wire format: no id, event name or payload can forge a frame or a field (docs/bus.md section 4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Channel names: the whitelist, the refusals, and the channel <-> group mapping (CONTRACT.md 1)."""
+"""Channel names: the whitelist, the refusals, and the channel <-> group mapping (docs/bus.md section 1)."""
 
 from __future__ import annotations
 

@@ -37,17 +37,31 @@ def browser() -> Iterator[Browser]:
         chromium.close()
 
 
-def sign_in(browser: Browser, base_url: str, username: str, path: str = "/workbench/", **context: object) -> Page:
-    """A new browser context for `username`, signed in through the login form, on `path`."""
-    ctx = browser.new_context(viewport={"width": 1280, "height": 800}, **context)  # type: ignore[arg-type]
+def sign_in(
+    browser: Browser,
+    base_url: str,
+    username: str,
+    path: str = "/workbench/",
+    *,
+    width: int = 1280,
+    init_script: str | None = None,
+    live: bool = True,
+    **context: object,
+) -> Page:
+    """A new browser context for `username`, signed in through the login form, on `path`;
+    with `live`, once its stream is open. `init_script` runs in every page before its own."""
+    ctx = browser.new_context(viewport={"width": width, "height": 800}, **context)  # type: ignore[arg-type]
     ctx.set_default_timeout(10_000)
+    if init_script is not None:
+        ctx.add_init_script(init_script)
     page = ctx.new_page()
     page.goto(f"{base_url}/accounts/login/?next={path}")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(f"{base_url}{path}*")
-    page.wait_for_selector('#conn[data-state="live"]')
+    if live:
+        page.wait_for_selector('#conn[data-state="live"]')
     return page
 
 

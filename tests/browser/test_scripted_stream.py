@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect
 
-from tests.browser.conftest import PASSWORD
+from tests.browser.conftest import PASSWORD, sign_in
 from tests.browser.page_parts import PAUSED, PAUSED_REST, bubbles, write
 from tests.browser.page_parts import bus_banner as banner
 from tests.browser.support import escalate, unique
@@ -70,15 +70,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daphne]:
 
 def open_page(browser: Browser, base_url: str, username: str, path: str, width: int = 1280) -> Page:
     """Signed in as `username` on `path`, its (scripted) stream opened."""
-    ctx = browser.new_context(viewport={"width": width, "height": 800})
-    ctx.set_default_timeout(10_000)
-    ctx.add_init_script(FAKE_EVENT_SOURCE)
-    page = ctx.new_page()
-    page.goto(f"{base_url}/accounts/login/?next={path}")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base_url}{path}*")
+    page = sign_in(browser, base_url, username, path, width=width, init_script=FAKE_EVENT_SOURCE, live=False)
     open_stream(page)
     return page
 

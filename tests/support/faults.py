@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support.procs import SERVICE_TOKEN, Daphne, SSEClient, SSEEvent, wait_until
+from tests.support.procs import Daphne, SSEClient, SSEEvent, request, wait_until
 
 # Two publishers (one per process) at 25/s each: ~50 events/s in all, alternating A and B.
 PUBLISH_INTERVAL = 0.04
@@ -52,18 +52,7 @@ class Sent:
 
 
 def post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
-    req.add_header("Content-Type", "application/json")
-    req.add_header("Authorization", f"Bearer {SERVICE_TOKEN}")
-    try:
-        with urllib.request.urlopen(req, timeout=REQUEST_TIMEOUT) as response:
-            status, raw = response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        status, raw = exc.code, exc.read()
-    try:
-        return status, json.loads(raw)
-    except ValueError:
-        return status, raw.decode(errors="replace")[:300]
+    return request("POST", url, body, timeout=REQUEST_TIMEOUT)
 
 
 class Publisher:

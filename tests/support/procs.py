@@ -164,7 +164,12 @@ class Daphne:
 
 
 def request(
-    method: str, url: str, body: Any = None, token: str | None = SERVICE_TOKEN, headers: dict[str, str] | None = None
+    method: str,
+    url: str,
+    body: Any = None,
+    token: str | None = SERVICE_TOKEN,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10,
 ) -> tuple[int, Any]:
     """One HTTP request; returns (status, parsed JSON or text)."""
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
@@ -175,14 +180,14 @@ def request(
     for key, value in (headers or {}).items():
         req.add_header(key, value)
     try:
-        with urllib.request.urlopen(req, timeout=10) as response:
+        with urllib.request.urlopen(req, timeout=timeout) as response:
             status, raw = response.status, response.read()
     except urllib.error.HTTPError as exc:
         status, raw = exc.code, exc.read()
     try:
         return status, json.loads(raw)
     except ValueError:
-        return status, raw.decode(errors="replace")
+        return status, raw.decode(errors="replace")[:2000]
 
 
 def publish(daphne: Daphne, channel: str, n: int, event_type: str = "new_message") -> str:

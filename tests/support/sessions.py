@@ -1,5 +1,5 @@
 """Helpers for the session tests: agents logged in over real HTTP, and reading the record
-(the SQLite file, the seed's Redis keys and the bus history) straight from the source."""
+(the SQLite file, the session keys in Redis and the bus history) straight from the source."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def _instant(value: str | None) -> datetime | None:
 
 
 def assert_redis_matches_db(client: Any, database_url: str, name: str) -> dict[str, Any]:
-    """The seed's keys say what the database says; returns the row."""
+    """The session keys say what the database says; returns the row."""
     row = db_row(database_url, name)
     assert row is not None, f"no row for {name}"
     state = redis_state(client, name)

@@ -1,4 +1,4 @@
-"""`manage.py sync_session_keys`: rewrite the seed's Redis keys of every session from the database.
+"""`manage.py sync_session_keys`: rewrite the session keys in Redis of every session from the database.
 
 The keys are kept current after every change; this repairs them after Redis lost its data
 (a restart of a Redis that keeps nothing on disk) or was down during changes.

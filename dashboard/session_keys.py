@@ -1,4 +1,4 @@
-"""The seed's Redis keys: `session:{name}` (the session as JSON) and `status:{status}` (sets
+"""The session keys in Redis: `session:{name}` (the session as JSON) and `status:{status}` (sets
 of names), kept current for other services whenever Redis is configured.
 
 The database is the record: these keys are a copy, rewritten after every change and rebuilt
@@ -57,7 +57,7 @@ def redis_state(session: ChatSession) -> dict[str, Any]:
 
 
 def sync_to_redis(session: ChatSession) -> bool:
-    """Rewrite the seed's keys for `session` when Redis is configured; True if written.
+    """Rewrite the session keys for `session` when Redis is configured; True if written.
 
     The database stays the record: a Redis failure is logged, the next change (or
     `manage.py sync_session_keys`) rewrites the keys.
