@@ -18,7 +18,7 @@ from dashboard import services
 from dashboard.models import ChatSession, Status
 from realtime.api import api, json_body, ok
 from realtime.auth import Principal
-from realtime.bus import bus_cursor
+from realtime.bus import bus_cursor, record_cursor
 from realtime.channels import InvalidChannel, validate_name
 from realtime.errors import ApiError
 
@@ -162,7 +162,7 @@ def _limit(value: str | None) -> int:
 @refusals
 def session_detail(request: HttpRequest, principal: Principal, name: str) -> HttpResponse:
     """GET /api/sessions/{name}: the session, its recent events and a cursor to resume from."""
-    cursor = bus_cursor()
+    cursor = record_cursor()  # before the query; where the record is complete
     session = services.session_detail(name)
     return ok(
         {

@@ -20,13 +20,13 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from dashboard.models import ChatSession, SessionEvent, Status
 from realtime.bus import PendingEvent
 from realtime.channels import SESSION_PREFIX, InvalidChannel, validate_name
-from realtime.envelope import InvalidEvent, parse_event_id
+from realtime.envelope import InvalidEvent, format_event_id, parse_event_id
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,10 @@ def _message_id(event_type: str, payload: Any) -> str | None:
     if event_type != "new_message" or not isinstance(payload, dict):
         return None
     value = payload.get("message_id")
-    return value if isinstance(value, str) and value else None
+    try:
+        return validate_name(value, "message_id") if isinstance(value, str) else None
+    except InvalidChannel:
+        return None  # not one the publish path gave: stored, but not by that id
 
 
 # --- from the bus's recorder -----------------------------------------------------------
@@ -102,36 +105,69 @@ def store_bus_events(envelopes: list[dict[str, Any]]) -> int:
     """Store session-channel events published by other services; returns how many were new.
 
     Idempotent: an event already stored (same bus id, or same `message_id`) is skipped, so
-    the recorder may hand the same events in again after a crash.
+    the recorder may hand the same events in again after a crash. One transaction and a
+    handful of queries per batch, whatever its size: the recorder sees every chat message.
     """
-    stored = 0
-    for envelope in envelopes:
-        name = _session_name(envelope.get("channel"))
-        if name is None:
-            continue
-        event_id = envelope.get("id") or ""
-        payload = envelope.get("payload") if isinstance(envelope.get("payload"), dict) else {}
-        message_id = _message_id(str(envelope.get("type")), payload)
-        if event_id and SessionEvent.objects.filter(event_id=event_id).exists():
-            continue
-        if message_id and SessionEvent.objects.filter(message_id=message_id).exists():
-            continue
-        try:
-            with transaction.atomic():
-                session = _session_for(name)
-                SessionEvent.objects.create(
-                    session=session,
-                    type=str(envelope.get("type"))[:32],
-                    source=str(envelope.get("source"))[:64],
-                    payload=payload,
-                    timestamp=float(envelope.get("timestamp") or timezone.now().timestamp()),
-                    event_id=event_id,
-                    message_id=message_id,
-                )
-        except IntegrityError:
-            continue  # stored meanwhile by another process's recorder
-        stored += 1
-    return stored
+    rows = [row for row in (_row(envelope) for envelope in envelopes) if row is not None]
+    if not rows:
+        return 0
+    event_ids = {row["event_id"] for row in rows if row["event_id"]}
+    message_ids = {row["message_id"] for row in rows if row["message_id"]}
+    names = {row["name"] for row in rows}
+    with transaction.atomic():
+        seen_ids = set(SessionEvent.objects.filter(event_id__in=event_ids).values_list("event_id", flat=True))
+        seen_messages = set(
+            SessionEvent.objects.filter(message_id__in=message_ids).values_list("message_id", flat=True)
+        )
+        sessions = _sessions_for(names)
+        new = []
+        for row in rows:
+            if (row["event_id"] and row["event_id"] in seen_ids) or (
+                row["message_id"] and row["message_id"] in seen_messages
+            ):
+                continue
+            seen_ids.add(row["event_id"])
+            if row["message_id"]:
+                seen_messages.add(row["message_id"])
+            new.append(SessionEvent(session_id=sessions[row.pop("name")], **row))
+        # A row stored meanwhile by another process's recorder is skipped by the database.
+        SessionEvent.objects.bulk_create(new, ignore_conflicts=True)
+    return len(new)
+
+
+def _row(envelope: dict[str, Any]) -> dict[str, Any] | None:
+    """The fields of a SessionEvent for one envelope, or None if it is no session's event."""
+    name = _session_name(envelope.get("channel"))
+    if name is None:
+        return None
+    payload = envelope.get("payload") if isinstance(envelope.get("payload"), dict) else {}
+    event_id = envelope.get("id")
+    try:
+        event_id = format_event_id(*parse_event_id(event_id)) if event_id else ""
+    except InvalidEvent:
+        return None
+    stamp = envelope.get("timestamp")
+    return {
+        "name": name,
+        "type": str(envelope.get("type"))[:32],
+        "source": str(envelope.get("source"))[:64],
+        "payload": payload,
+        "timestamp": float(stamp) if isinstance(stamp, (int, float)) else timezone.now().timestamp(),
+        "event_id": event_id,
+        "message_id": _message_id(str(envelope.get("type")), payload),
+    }
+
+
+def _sessions_for(names: set[str]) -> dict[str, int]:
+    """The pk of each named session; the first message of a chat creates it (the bot's)."""
+    found = dict(ChatSession.objects.filter(name__in=names).values_list("name", "pk"))
+    missing = names - found.keys()
+    if missing:
+        ChatSession.objects.bulk_create(
+            [ChatSession(name=name, status=Status.AI_HANDLING) for name in sorted(missing)], ignore_conflicts=True
+        )
+        found.update(ChatSession.objects.filter(name__in=missing).values_list("name", "pk"))
+    return found
 
 
 def _session_name(channel: object) -> str | None:
@@ -141,12 +177,6 @@ def _session_name(channel: object) -> str | None:
         return validate_name(channel[len(SESSION_PREFIX) :], "session_name")
     except InvalidChannel:
         return None
-
-
-def _session_for(name: str) -> ChatSession:
-    """The session a service talks on; the first message of a chat creates it (the bot's)."""
-    session, _ = ChatSession.objects.get_or_create(name=name, defaults={"status": Status.AI_HANDLING})
-    return session
 
 
 # --- receivers of the bus's signals ---------------------------------------------------

@@ -30,7 +30,7 @@ from realtime.envelope import Draft, InvalidEvent, draft, parse_event_id, with_m
 from realtime.health import health
 from realtime.history import Resume, StoredEvent
 from realtime.hub import Hub, all_hubs, encode, reset_frame, stats
-from realtime.recorder import memory_recorder
+from realtime.recorder import MAX_RECORD_LAG_MS, memory_recorder, unrecorded_from, unrecorded_lag_ms
 from realtime.redis_conn import REDIS_ERRORS, RedisTarget
 from realtime.stream import QueueSubscriber
 
@@ -105,6 +105,35 @@ def bus_cursor() -> str | None:
     except REDIS_ERRORS as exc:
         logger.warning("no bus cursor for a snapshot: %s", exc)
         return None
+
+
+def record_cursor() -> str | None:
+    """A cursor for a snapshot that reads the record of session events (`dashboard.record`).
+
+    The bus's current id, brought back to where the record is complete: an event a service
+    published just before it may still be on its way to the database (the recorder stores it
+    a moment later), and a stream resumed from an earlier id brings it instead. A recorder
+    that is far behind (down) is not waited for: the cursor then stays with the bus.
+    """
+    cursor = bus_cursor()
+    if cursor is None:
+        return None
+    client = redis_client()
+    if client is None:
+        memory_recorder().drain()  # one process: store what it has queued, now
+        return cursor
+    try:
+        start = unrecorded_from(client)
+    except REDIS_ERRORS as exc:
+        logger.warning("could not tell how far the record is: %s", exc)
+        return cursor
+    if start is None or parse_event_id(start) >= parse_event_id(cursor):
+        return cursor
+    lag = unrecorded_lag_ms(cursor, start)
+    if lag > MAX_RECORD_LAG_MS:
+        logger.warning("the record of session events is %.1f s behind the bus; is a recorder running?", lag / 1000)
+        return cursor
+    return start
 
 
 def _log_published(item: Draft, event_id: str) -> None:

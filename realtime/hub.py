@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 from realtime import sse
-from realtime.envelope import InvalidEvent, dumps, parse_event_id, parse_incoming, system_event
+from realtime.envelope import InvalidEvent, dumps, parse_event_id, parse_incoming, raw_message_id, system_event
 from realtime.health import OK
 from realtime.history import Resume
 from realtime.presence import Presence
@@ -52,6 +52,10 @@ def encode(raw: bytes | str, channel: str) -> tuple[bytes, dict[str, Any]] | Non
     """
     try:
         event = parse_incoming(raw, channel)
+        if "id" not in event and event["type"] == "new_message" and "message_id" not in event["payload"]:
+            # A raw PUBLISH: the record stores it under an id made from its bytes; the same id
+            # here lets a page tell the live copy from the stored one.
+            event["payload"]["message_id"] = raw_message_id(raw)
         return sse.frame(dumps(event), event=event["type"], event_id=event.get("id")), event
     except InvalidEvent as exc:
         reason = str(exc)

@@ -21,10 +21,10 @@ import asyncio
 import json
 import logging
 import os
-import queue
 import socket
 import threading
 import time
+from collections import deque
 from typing import Any
 
 import redis
@@ -32,7 +32,7 @@ from django.conf import settings
 
 from realtime import signals
 from realtime.channels import SESSION_PREFIX
-from realtime.envelope import InvalidEvent, parse_incoming, raw_message_id
+from realtime.envelope import InvalidEvent, parse_event_id, parse_incoming, raw_message_id
 from realtime.hub import stats
 from realtime.redis_conn import COMMAND_TIMEOUT, REDIS_ERRORS, RedisTarget
 from realtime.redis_store import RECORD_STREAM
@@ -46,6 +46,14 @@ READ_COUNT = 200
 BLOCK_MS = 1000
 # An entry read but not acknowledged for this long belongs to a recorder that died.
 CLAIM_AFTER_MS = 30_000
+# Between steps that found less than a full batch: the record is this much behind at most
+# (snapshots do not depend on it: their cursor stops where the record is complete), and a
+# busy chat stores a batch per transaction instead of a transaction per message.
+LINGER = 0.05
+# A snapshot's cursor goes back to where the record is complete unless that is further back
+# than this (a recorder that is down): then it stays with the bus, whose history the page
+# could not resume from anyway.
+MAX_RECORD_LAG_MS = 30_000
 # One process at a time listens for raw PUBLISHes (each would otherwise store them too).
 RAW_LEASE_KEY = "sse:recorder:raw"
 RAW_LEASE_MS = 10_000
@@ -82,6 +90,9 @@ class StreamRecorder:
         self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}"
         self._group_ready = False
         self._next_claim = 0.0
+        # Read this consumer's own unacknowledged entries first: at start, and after a step
+        # that failed between reading and acknowledging.
+        self._recovering = True
 
     def _ensure_group(self) -> None:
         if self._group_ready:
@@ -95,16 +106,19 @@ class StreamRecorder:
         self._group_ready = True
 
     def step(self, block_ms: int = BLOCK_MS) -> int:
-        """Store what is waiting (own unacknowledged entries first); returns how many."""
+        """Store what is waiting (after a failure, own unacknowledged entries first); returns
+        how many entries it handled."""
         self._ensure_group()
         try:
-            entries = self._read("0", 0) or self._claim() or self._read(">", block_ms)
+            entries = (self._read("0", 0) if self._recovering else []) or self._claim() or self._read(">", block_ms)
         except redis.ResponseError as exc:
             if "NOGROUP" in str(exc):  # Redis restarted empty: the group is gone
                 self._group_ready = False
                 return 0
             raise
+        self._recovering = True  # until this batch is stored and acknowledged
         if not entries:
+            self._recovering = False
             return 0
         envelopes = []
         for _entry_id, fields in entries:
@@ -114,6 +128,7 @@ class StreamRecorder:
                 envelopes.append(event)
         deliver(envelopes)
         self.client.xack(RECORD_STREAM, GROUP, *[entry_id for entry_id, _ in entries])
+        self._recovering = False
         return len(entries)
 
     def _read(self, start: str, block_ms: int) -> list[Any]:
@@ -130,6 +145,44 @@ class StreamRecorder:
             RECORD_STREAM, GROUP, self.consumer, min_idle_time=CLAIM_AFTER_MS, start_id="0-0", count=READ_COUNT
         )
         return [(i, f) for i, f in answer[1] if f]
+
+
+def unrecorded_from(client: redis.Redis) -> str | None:
+    """The id before which every event of the record stream is in the database, or None when
+    nothing is outstanding. One round trip.
+
+    The stream's entries carry their events' ids, so this is where the recorders' group got:
+    before the oldest entry read but not acknowledged, else at the last one handed out.
+    """
+    pipe = client.pipeline(transaction=False)
+    pipe.xinfo_stream(RECORD_STREAM)
+    pipe.xinfo_groups(RECORD_STREAM)
+    pipe.xpending(RECORD_STREAM, GROUP)
+    info, groups, pending = pipe.execute(raise_on_error=False)
+    if isinstance(info, Exception):
+        return None  # no stream: nothing was ever published for the record
+    group = (
+        None if isinstance(groups, Exception) else next((g for g in groups if _text(g.get("name", b"")) == GROUP), None)
+    )
+    if group is None:
+        first = info.get("first-entry")
+        return before_id(_text(first[0])) if first else None
+    if isinstance(pending, dict) and int(pending.get("pending") or 0):
+        return before_id(_text(pending["min"]))
+    delivered = _text(group.get("last-delivered-id", b"0-0"))
+    last = _text(info.get("last-generated-id", b"0-0"))
+    return delivered if parse_event_id(delivered) < parse_event_id(last) else None
+
+
+def before_id(event_id: str) -> str:
+    """The greatest id below `event_id` (ids are `<ms>-<seq>`, seq below 2**64)."""
+    ms, seq = parse_event_id(event_id)
+    return f"{ms}-{seq - 1}" if seq else f"{max(ms - 1, 0)}-{2**64 - 1}"
+
+
+def unrecorded_lag_ms(cursor: str, start: str) -> int:
+    """How far (in the ids' milliseconds) the record is behind the bus."""
+    return parse_event_id(cursor)[0] - parse_event_id(start)[0]
 
 
 class RawRecorder:
@@ -160,8 +213,8 @@ class RawRecorder:
 
     def step(self, timeout: float = 1.0) -> int:
         """Store the raw messages that arrive within `timeout` (if this process holds the
-        lease); returns how many were stored. A batch the database refused is tried again
-        first."""
+        lease); returns how many messages it read (most, the publish path's own, are skipped).
+        A batch the database refused is tried again first."""
         if self._unsaved:
             deliver(self._unsaved)
             self._unsaved = []
@@ -174,11 +227,13 @@ class RawRecorder:
             self._pubsub.psubscribe(SESSION_PREFIX + "*")
         envelopes: list[dict[str, Any]] = []
         wait = timeout
+        handled = 0
         for _ in range(READ_COUNT):
             message = self._next_message(wait)
             if message is None:
                 break
             wait = 0.0
+            handled += 1
             raw = message.get("data")
             if message.get("type") != "pmessage" or not isinstance(raw, (bytes, str)) or _has_id(raw):
                 continue  # the publish path's own events: the record stream brings those
@@ -189,7 +244,7 @@ class RawRecorder:
         self._unsaved = envelopes
         deliver(envelopes)
         self._unsaved = []
-        return len(envelopes)
+        return handled
 
     def _next_message(self, wait: float) -> dict[str, Any] | None:
         """The next message, once its first bytes are there within `wait` seconds.
@@ -222,13 +277,15 @@ def _has_id(raw: bytes | str) -> bool:
 
 
 def _loop(name: str, step: Any, on_error: Any = None) -> None:
-    """Run `step` for ever; a failure is logged once, retried every second."""
+    """Run `step` for ever; a failure is logged once, retried every second. After a step that
+    found less than a full batch, wait LINGER: the next one then stores a batch, not an event."""
     from django.db import close_old_connections
 
     failing = False
     while True:
         try:
-            step()
+            if step() < READ_COUNT:
+                time.sleep(LINGER)
         except Exception as exc:
             if isinstance(exc, REDIS_ERRORS):
                 if not failing:
@@ -258,7 +315,11 @@ def start_redis_recorders(target: RedisTarget) -> None:
 
 class MemoryRecorder:
     """Session events this process published without Redis (the in-memory layer, or a Redis
-    that was unreachable): a queue, and a thread that stores them."""
+    that was unreachable): a queue, and a thread that stores them.
+
+    Items are taken from the queue only while `_store_lock` is held, so `drain()` (a snapshot
+    about to read the record) sees every event published before it: queued, or being stored.
+    """
 
     # A process without the thread keeps at most this many; the thread stores them within
     # milliseconds.
@@ -269,11 +330,16 @@ class MemoryRecorder:
     MAX_ATTEMPTS = 30
 
     def __init__(self) -> None:
-        self.queue: queue.Queue[str] = queue.Queue(self.MAX_QUEUED)
+        self._items: deque[str] = deque()
+        self._ready = threading.Condition()  # guards _items; notified on submit
+        self._store_lock = threading.Lock()  # taking items and storing them
+        self._pending: list[str] = []  # taken, not yet stored
+        self._attempts = 0
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._pending: list[str] = []
-        self._attempts = 0
+
+    def __len__(self) -> int:
+        return len(self._items) + len(self._pending)
 
     def submit(self, envelope: str) -> None:
         """Store an event: at once outside an event loop (a script, a sync view's thread);
@@ -290,11 +356,23 @@ class MemoryRecorder:
             return
         if self._thread is None and settings.SSE_BACKGROUND:
             self.start()
-        try:
-            self.queue.put_nowait(envelope)
-        except queue.Full:
-            stats["record_dropped"] += 1
-            logger.error("the recorder queue is full: a session event was not stored")
+        self.enqueue(envelope)
+
+    def enqueue(self, envelope: str) -> None:
+        """Queue an event for the next step (the thread's, or a `drain`)."""
+        with self._ready:
+            if len(self._items) >= self.MAX_QUEUED:
+                stats["record_dropped"] += 1
+                logger.error("the recorder queue is full: a session event was not stored")
+                return
+            self._items.append(envelope)
+            self._ready.notify()
+
+    def clear(self) -> None:
+        """Forget what is queued (tests: what one test published is not another's)."""
+        with self._store_lock, self._ready:
+            self._items.clear()
+            self._pending, self._attempts = [], 0
 
     def start(self) -> None:
         with self._lock:
@@ -309,17 +387,25 @@ class MemoryRecorder:
 
         A batch the database refuses stays for the next step (see MAX_ATTEMPTS).
         """
-        if not self._pending:
-            try:
-                self._pending = [self.queue.get(timeout=timeout)]
-            except queue.Empty:
-                return 0
-            while len(self._pending) < READ_COUNT:
-                try:
-                    self._pending.append(self.queue.get_nowait())
-                except queue.Empty:
-                    break
+        with self._ready:
+            if not self._items and not self._pending and timeout:
+                self._ready.wait(timeout)
+        with self._store_lock:
+            return self._store_some()
+
+    def drain(self) -> None:
+        """Store everything queued, now (a snapshot about to read the record)."""
+        with self._store_lock:
+            while self._store_some():
+                pass
+
+    def _store_some(self) -> int:
+        with self._ready:
+            while self._items and len(self._pending) < READ_COUNT:
+                self._pending.append(self._items.popleft())
         items = self._pending
+        if not items:
+            return 0
         envelopes = [event for event in (_json(item) for item in items) if event is not None]
         self._attempts += 1
         try:

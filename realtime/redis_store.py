@@ -74,9 +74,16 @@ PUBLISH_SCRIPT = (
     + """
 local id, envelope = emit(KEYS[3], ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]))
 if ARGV[5] == '1' then
-  redis.call('XADD', KEYS[4], 'MAXLEN', '~', """
+  -- Under the event's own id, so how far the recorder got is a bus id (recorded_through).
+  -- Ids only grow, so this cannot fail; if it ever did, '*' keeps the event for the record.
+  local ok = redis.pcall('XADD', KEYS[4], 'MAXLEN', '~', """
+    + str(RECORD_MAXLEN)
+    + """, id, 'c', ARGV[1], 'e', envelope)
+  if type(ok) == 'table' and ok.err then
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', """
     + str(RECORD_MAXLEN)
     + """, '*', 'c', ARGV[1], 'e', envelope)
+  end
 end
 return id
 """

@@ -22,9 +22,7 @@ def empty_recorder_queue() -> Iterator[None]:
     from realtime.recorder import memory_recorder
 
     yield
-    recorder_queue = memory_recorder().queue
-    while not recorder_queue.empty():
-        recorder_queue.get_nowait()
+    memory_recorder().clear()
 
 
 @pytest.fixture(autouse=True)

@@ -155,3 +155,23 @@ def test_once_published_the_record_holds_each_commands_bus_id(bus):
     )
     OutboxEvent.objects.all().delete()  # pruned: the record keeps the ids
     assert [e["id"] for e in record.transcript(name)] == own
+
+
+def test_a_snapshot_on_the_memory_layer_holds_what_was_published_from_an_event_loop_just_before(bus):
+    """The in-memory recorder stores such events in a thread; the snapshot does not wait for it."""
+    import asyncio
+
+    from realtime.bus import enqueue_sse_message
+
+    name = unique("loop")
+    services.escalate(name, by=BOT)
+
+    async def publish():
+        payload = {"session_name": name, "data": {"text": "from the bot's loop", "sender": "bot"}}
+        return await enqueue_sse_message(f"sse:session:{name}", "new_message", payload, source="ai_chatbot")
+
+    event_id = asyncio.run(publish())
+    client = browser(ChatSession.objects.get(name=name).agent or make_user("reader"))
+    body = client.get(f"/api/sessions/{name}").json()
+    assert event_id in [e["id"] for e in body["events"]]
+    assert body["last_event_id"] == event_id

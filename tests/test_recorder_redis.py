@@ -110,7 +110,10 @@ def test_a_raw_publish_is_stored_once_with_a_message_id_from_its_bytes(stoppable
     client.publish(f"sse:session:{name}", message)
     say(name, "through the publish path")  # has an id: the record stream's, not the raw recorder's
 
-    assert holder.step(timeout=1.0) == 1
+    read, deadline = 0, time.monotonic() + 5
+    while read < 2 and time.monotonic() < deadline:
+        read += holder.step(timeout=0.5)  # both are read; the one with an id is the record stream's
+    assert read == 2
     rows = list(SessionEvent.objects.filter(session__name=name))
     assert [r.payload["n"] for r in rows] == [1]
     from realtime.envelope import raw_message_id
@@ -163,7 +166,7 @@ def test_a_large_message_arriving_slowly_costs_the_messages_behind_it_nothing(st
 def test_the_memory_recorder_keeps_a_batch_the_database_refused_for_the_next_step(monkeypatch):
     memory = recorder.MemoryRecorder()
     name = unique("mem")
-    memory.queue.put(
+    memory.enqueue(
         json.dumps(
             {
                 "channel": f"sse:session:{name}",
@@ -192,7 +195,7 @@ def test_the_memory_recorder_keeps_a_batch_the_database_refused_for_the_next_ste
 
 def test_the_memory_recorder_gives_up_on_a_batch_refused_again_and_again(monkeypatch):
     memory = recorder.MemoryRecorder()
-    memory.queue.put(
+    memory.enqueue(
         json.dumps(
             {"channel": "sse:session:x", "type": "new_message", "payload": {}, "timestamp": 1, "source": "ai_chatbot"}
         )
@@ -221,4 +224,51 @@ def test_a_process_with_an_event_loop_and_no_recorder_thread_starts_one(settings
     import asyncio
 
     asyncio.run(publish_from_a_loop())
-    assert started.is_set() and memory.queue.qsize() == 1
+    assert started.is_set() and len(memory) == 1
+
+
+# --- where a snapshot of the record may resume from ------------------------------------------
+
+
+def test_a_snapshot_cursor_stops_before_what_the_record_does_not_hold_yet(stoppable_redis):
+    from realtime.bus import bus_cursor, record_cursor
+
+    name = unique("cursor")
+    first = say(name, "not stored yet")
+    say(name, "nor this")
+    # No recorder has read anything: resume from before the first unrecorded event.
+    assert record_cursor() == recorder.before_id(first)
+
+    stream = recorder.StreamRecorder(client_of(stoppable_redis), consumer="a")
+    assert stream.step(block_ms=10) == 2
+    assert record_cursor() == bus_cursor()  # everything recorded: the bus's own cursor
+
+
+def test_an_entry_read_but_not_stored_holds_the_cursor_back(stoppable_redis, monkeypatch):
+    from realtime.bus import record_cursor
+
+    name = unique("pending")
+    stored = say(name, "stored")
+    recorder.StreamRecorder(client_of(stoppable_redis), consumer="a").step(block_ms=10)
+    waiting = say(name, "read, then the database failed")
+    monkeypatch.setattr(recorder, "deliver", lambda envelopes: (_ for _ in ()).throw(RuntimeError("db down")))
+    with pytest.raises(RuntimeError):
+        recorder.StreamRecorder(client_of(stoppable_redis), consumer="a").step(block_ms=10)
+
+    cursor = record_cursor()
+    assert cursor == recorder.before_id(waiting) and cursor >= stored
+
+
+def test_a_recorder_far_behind_is_not_waited_for(stoppable_redis, monkeypatch):
+    from realtime.bus import bus_cursor, record_cursor
+
+    say(unique("behind"), "old")
+    import realtime.bus
+
+    monkeypatch.setattr(realtime.bus, "unrecorded_lag_ms", lambda cursor, start: 60_000)
+    assert record_cursor() == bus_cursor()
+
+
+def test_before_id_is_the_greatest_id_below():
+    assert recorder.before_id("1700000000000-5") == "1700000000000-4"
+    assert recorder.before_id("1700000000000-0") == f"1699999999999-{2**64 - 1}"

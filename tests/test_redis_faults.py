@@ -460,6 +460,13 @@ def test_poison_raw_messages_in_one_multi_cost_no_valid_message_its_delivery(
         wait_until(lambda: recorded() == [1, 2, 3, 4], timeout=5)
     except AssertionError:
         problems_seen.append(f"the record holds {recorded()}")
+    # The live copies carry the message_id the record stored them under (made from their bytes).
+    _, body = reader.get(f"{a.url}/api/sessions/{name}")
+    stored = [e["payload"].get("message_id") for e in body.get("events", [])] if isinstance(body, dict) else []
+    for pname, browser in browsers.items():
+        live = [e.json["payload"].get("message_id") for e in browser.events if e.event == "new_message"]
+        if live != stored or not all(live):
+            problems_seen.append(f"stream {pname}: message_ids {live} are not the record's {stored}")
     for browser in browsers.values():
         browser.close()
     if problems_seen:

@@ -401,8 +401,13 @@
       }
     }
 
-    /** The channel set changed (a session was opened or closed): reconnect from the last id. */
-    reconnect() {
+    /**
+     * The channel set changed (a session was opened or closed): reconnect from the last id, or
+     * from `from` if that is earlier (the cursor of a snapshot just loaded for a new channel:
+     * what came after it on that channel is replayed; repeats on the others are skipped).
+     */
+    reconnect(from) {
+      if (from) this.lastId = Live.minId(this.lastId, from);
       this.close();
       this.open();
     }

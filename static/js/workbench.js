@@ -228,9 +228,10 @@
     for (const session of mine.sessions) if (session.agent === me) state.mine.set(session.name, session);
     renderQueue();
     renderMine();
+    let paneCursor = null;
     if (state.open) {
       try {
-        await loadSession(state.open);
+        paneCursor = await loadSession(state.open);
       } catch (err) {
         if (err.status !== 404 && err.status !== 400) throw err;
         state.open = state.openSession = null; // a stale link: show the empty pane
@@ -238,8 +239,8 @@
         renderPane();
       }
     }
-    // Both cursors were taken before their queries; resuming from the earlier loses nothing.
-    return Live.minId(queue.last_event_id, mine.last_event_id);
+    // Every cursor was taken before its query; resuming from the earliest loses nothing.
+    return Live.minId(Live.minId(queue.last_event_id, mine.last_event_id), paneCursor);
   }
 
   const stream = new Live.LiveStream({
@@ -249,9 +250,10 @@
     stateNode: $("conn"),
   });
 
+  /** Load a session into the pane; resolves to its snapshot's cursor (null if it moved on). */
   async function loadSession(name) {
     const detail = await Live.get(Live.sessionUrl(name));
-    if (state.open !== name) return;
+    if (state.open !== name) return null;
     state.openSession = detail.session;
     transcript.clear();
     for (const event of detail.events) transcript.add(event);
@@ -260,6 +262,7 @@
       queueAdd(name, detail.session.reason, Live.waitingSince(detail.session), false);
     }
     renderPane();
+    return detail.last_event_id;
   }
 
   async function openSession(name) {
@@ -275,14 +278,15 @@
     renderPane();
     renderQueue();
     renderMine();
+    let cursor;
     try {
-      await loadSession(name);
+      cursor = await loadSession(name);
     } catch (err) {
       Live.toast(err.status === 404 ? name + " no longer exists" : "Could not load " + name + ": " + err.message, "error");
       if (err.status === 404) closePane();
       return;
     }
-    stream.reconnect();
+    stream.reconnect(cursor);
     // On a narrow window the pane is below the lists: bring it into view.
     if (window.matchMedia("(max-width: 760px)").matches) $("pane").scrollIntoView({ block: "start" });
     focusComposer();
