@@ -217,6 +217,13 @@ def product_server(
     return Server(name, daphne_args("sse_project.asgi:application", port), env, port, log, cwd=root)
 
 
+def background_process(redis_url: str, db_url: str, log: Path | None, extra_env: dict[str, str]) -> Proc:
+    """`manage.py run_background`: the outbox relay and the recorder, apart from the servers."""
+    env = base_env(REDIS_URL=redis_url, DATABASE_URL=db_url, DJANGO_SETTINGS_MODULE="sse_project.settings")
+    env.update(extra_env)
+    return Proc("background", [sys.executable, "manage.py", "run_background"], env, log)
+
+
 def export_tree(ref: str, into: Path) -> Path:
     """The project's files at git `ref` (e.g. an earlier version to compare with), under `into`."""
     into.mkdir(parents=True, exist_ok=True)

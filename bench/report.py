@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-SYSTEMS = ("product", "before", "raw", "naive")
+SYSTEMS = ("product", "split", "before", "raw", "naive")
 LABELS = {
     "product": "product",
+    "split": "product, record apart",
     "before": "product before",
     "raw": "(a) raw redis-py",
     "naive": "(b) naive Channels",
@@ -61,9 +62,9 @@ def _common_rate(scenarios: dict[str, dict[str, Any] | None]) -> float | None:
     return min(fixed) if fixed else None
 
 
-def _cpu_at(scenario: dict[str, Any] | None, rate: float | None) -> float | None:
+def _cpu_at(scenario: dict[str, Any] | None, rate: float | None, key: str = "server_us_per_delivery") -> float | None:
     step = next((st for st in (scenario or {}).get("steps", []) if st["rate"] == rate), None)
-    return step.get("server_us_per_delivery") if step else None
+    return step.get(key) if step else None
 
 
 def capacity(scenario: dict[str, Any] | None) -> float | None:
@@ -122,6 +123,9 @@ def metrics(results: dict[str, Any], mode: str, n: int) -> list[tuple[str, dict[
     if common is not None:
         values = {system: _cpu_at(sc, common) for system, sc in scenarios.items()}
         rows.append((f"server CPU per delivery at {common:g} events/s (us)", values, 1))
+        if scenarios.get("split"):
+            values = {system: _cpu_at(sc, common, "background_us_per_delivery") for system, sc in scenarios.items()}
+            rows.append((f"record process CPU per delivery at {common:g} events/s (us)", values, 1))
     values = {s: (sc["setup"]["rate_per_s"] if sc and "setup" in sc else None) for s, sc in scenarios.items()}
     rows.append(("connection set-up rate (streams/s)", values, 0))
     values = {s: (sc.get("rss_kib_per_conn") if sc else None) for s, sc in scenarios.items()}
@@ -170,7 +174,7 @@ def commands(results: dict[str, Any]) -> list[str]:
     """A command's event, from its write in the transaction (so through the commit) to the SSE bytes."""
     out: list[str] = []
     for n in sorted({s["n"] for s in results["scenarios"] if s["mode"] == "command"}):
-        scenarios = {s: _find(results, s, "command", n) for s in ("product", "before")}
+        scenarios = {s: _find(results, s, "command", n) for s in ("product", "split", "before")}
         ran = {s: sc for s, sc in scenarios.items() if sc and sc.get("steps")}
         if not ran:
             continue
@@ -183,21 +187,18 @@ def commands(results: dict[str, Any]) -> list[str]:
             "at each subscriber.",
             "",
         ]
-        systems = [s for s in ("product", "before") if s in ran]
-        heads = [LABELS[s] for s in systems] + (["product / before"] if len(systems) == 2 else [])
+        systems = list(ran)
+        versus = "product" in ran and "before" in ran
+        heads = [LABELS[s] for s in systems] + (["product / before"] if versus else [])
         out += ["| metric | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
         for key, name in (("p50_ms", "p50"), ("p99_ms", "p99"), ("max_ms", "max")):
             values = {s: ran[s]["steps"][0][key] for s in systems}
             cells = [_fmt(values[s], 2) for s in systems]
-            if len(systems) == 2:
+            if versus:
                 cells.append(_ratio(values["product"], values["before"]))
             out.append(f"| {name} latency (ms) | " + " | ".join(cells) + " |")
-        values = {s: float(ran[s]["steps"][0]["lost"]) for s in systems}
-        out.append(
-            "| events lost | "
-            + " | ".join(_fmt(values[s], 0) for s in systems)
-            + (" | - |" if len(systems) == 2 else " |")
-        )
+        lost = [_fmt(float(ran[s]["steps"][0]["lost"]), 0) for s in systems]
+        out.append("| events lost | " + " | ".join(lost + (["-"] if versus else [])) + " |")
         out.append("")
     return out
 
@@ -320,7 +321,13 @@ def chart(results: dict[str, Any], path: Path) -> Path | None:
     fig, axes = plt.subplots(
         len(modes), len(sizes), figsize=(6 * len(sizes), 4.2 * len(modes)), squeeze=False, sharey=True
     )
-    colours = {"product": "tab:blue", "before": "tab:purple", "raw": "tab:green", "naive": "tab:red"}
+    colours = {
+        "product": "tab:blue",
+        "split": "tab:cyan",
+        "before": "tab:purple",
+        "raw": "tab:green",
+        "naive": "tab:red",
+    }
     for row, mode in enumerate(modes):
         for col, n in enumerate(sizes):
             ax = axes[row][col]

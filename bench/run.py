@@ -6,6 +6,9 @@
 
 Systems (each as two server processes on one private redis-server):
   product  this project: daphne + realtime (hub, one subscription per channel per process)
+  split    this project with the outbox relay and the recorder in a process of their own
+           (daphne with SSE_BACKGROUND=false, plus `manage.py run_background`): the streaming
+           processes' cost alone, and the record's cost apart
   before   this project at an earlier version (--before-ref, from git): what a change costs
   raw      baseline (a): redis-py Pub/Sub fan-out to plain asyncio sockets (bench/raw_server.py)
   naive    baseline (b): an AsyncHttpConsumer per connection on channels-redis's stock pub/sub
@@ -46,7 +49,7 @@ SATURATION_P99_MS = 100.0
 # pub/sub link (the last commit before them).
 BEFORE_REF = "ae0c745"
 # Systems that are the product (they run commands).
-PRODUCTS = ("product", "before")
+PRODUCTS = ("product", "split", "before")
 
 
 class Controlled:
@@ -127,6 +130,7 @@ class Run:
             workdir / "client.log",
         )
         self.publishers: dict[str, Controlled] = {}
+        self.background: procs.Proc | None = None  # the `split` system's relay and recorder
         self.seq = 0
         self.scenarios: list[dict[str, Any]] = []
 
@@ -166,6 +170,9 @@ class Run:
             log = self.workdir / f"{label}-{index}.log"
             if system == "product":
                 server = procs.product_server(self.redis.url, self.db_url, log, self.args.product_env)
+            elif system == "split":
+                env = {**self.args.product_env, "SSE_BACKGROUND": "false"}
+                server = procs.product_server(self.redis.url, self.db_url, log, env, name="split")
             elif system == "before":
                 assert self.before_root is not None
                 server = procs.product_server(
@@ -178,7 +185,16 @@ class Run:
             made.append(server.start())
         for server in made:
             server.wait_ready()
+        if system == "split":
+            self.background = procs.background_process(
+                self.redis.url, self.db_url, self.workdir / f"{label}-background.log", self.args.product_env
+            ).start()
         return made
+
+    def stop_background(self) -> None:
+        if self.background is not None:
+            self.background.stop()
+            self.background = None
 
     def close(self) -> None:
         for publisher in self.publishers.values():
@@ -244,6 +260,7 @@ class Run:
             self.client.call({"cmd": "close"}, timeout=60)
             for server in servers:
                 server.stop()
+            self.stop_background()
         return result
 
     def steps(
@@ -336,6 +353,8 @@ class Run:
         self.client.call({"cmd": "window", "lo": seq0})
         pids = {"servers": [s.pid for s in servers], "client": [self.client.pid], "redis": [self.redis.pid]}
         pids["publisher"] = [publisher.pid]
+        if self.background is not None:
+            pids["background"] = [self.background.pid]
         cpu0 = {role: sum(procs.cpu_seconds(p) for p in ps) for role, ps in pids.items()}
         busy0 = procs.machine_busy_seconds()
         wall0 = time.monotonic()
@@ -355,6 +374,7 @@ class Run:
         cpu["other"] = max(0.0, (procs.machine_busy_seconds() - busy0) / wall * 100 - sum(cpu.values()))
         # Server CPU time per delivery: what one copy of one event costs the servers.
         server_us = cpu["servers"] / 100 * wall / max(want, 1) * 1e6
+        background_us = cpu["background"] / 100 * wall / max(want, 1) * 1e6 if "background" in cpu else None
         if profiler is not None:
             profiler.wait(60)
         stats = self.client.call({"cmd": "stats", "hi": self.seq}, timeout=120)
@@ -374,6 +394,7 @@ class Run:
             "backlog": backlog,
             "cpu_percent": cpu,
             "server_us_per_delivery": server_us,
+            "background_us_per_delivery": background_us,
             "ok": ok,
             "publisher_bound": publisher_bound,
             **stats,
@@ -382,7 +403,9 @@ class Run:
             f"   {rate:8.2f} ev/s ({deliveries_per_s:9.0f} deliveries/s): p50 {stats['p50_ms']:7.2f}  "
             f"p99 {stats['p99_ms']:8.2f}  max {stats['max_ms']:8.2f} ms  lost {stats['lost']}  "
             f"cpu srv {cpu['servers']:.0f}% cli {cpu['client']:.0f}% redis {cpu['redis']:.0f}% "
-            f"pub {cpu['publisher']:.0f}% other {cpu['other']:.0f}%; server {server_us:.1f} us/delivery"
+            f"pub {cpu['publisher']:.0f}% "
+            + (f"background {cpu['background']:.0f}% " if "background" in cpu else "")
+            + f"other {cpu['other']:.0f}%; server {server_us:.1f} us/delivery"
             + ("" if ok else ("  <- publisher-bound" if publisher_bound else "  <- over")),
             flush=True,
         )
@@ -460,7 +483,7 @@ def machine() -> dict[str, Any]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="N = 1000 only, short steps (1-2 minutes)")
-    parser.add_argument("--systems", default="product,before,raw,naive")
+    parser.add_argument("--systems", default="product,split,before,raw,naive")
     parser.add_argument("--modes", default="broadcast,session,command")
     parser.add_argument("--before-ref", default=BEFORE_REF, help="the git ref the `before` system runs")
     parser.add_argument("--command-rate", type=float, default=20.0, help="commands per second in `command` mode")
