@@ -207,6 +207,8 @@ class Run:
     def scenario(self, system: str, mode: str, n: int) -> dict[str, Any]:
         label = f"{system}-{mode}-{n}"
         print(f"\n== {label}", flush=True)
+        # What the last scenario's recorders had not stored yet must not become this one's work.
+        self.redis.command("DEL", "sse:record", "sse:recorder:raw")
         publisher = self.publisher(system)
         servers = self.servers(system, label)
         ports = [s.port for s in servers]
