@@ -51,7 +51,11 @@ def summarise(envelope: dict[str, Any]) -> str:
     data = payload.get("data") or {}
     kind = envelope.get("type")
     if kind == "new_message":
-        who = data.get("agent") or data.get("sender") or "?"
+        # Who said it comes from `source` (stamped by the server), never from the payload alone.
+        if envelope.get("source") == "agent_workbench":
+            who = data.get("agent") or "agent"
+        else:
+            who = data.get("sender") if data.get("sender") in ("customer", "bot") else "bot"
         text = str(data.get("text", ""))
         return f"{who}: {text[:SUMMARY_CHARS]}{'...' if len(text) > SUMMARY_CHARS else ''}"
     if kind == "status_change":

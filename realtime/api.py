@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -13,6 +12,7 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
 from realtime.auth import NotAuthenticated, Principal, principal_from
+from realtime.envelope import InvalidJSON, load_json
 from realtime.errors import ApiError, error_response, from_validation
 
 logger = logging.getLogger(__name__)
@@ -47,9 +47,9 @@ def json_body(request: HttpRequest) -> dict[str, Any]:
     if not request.body:
         return {}
     try:
-        body = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "the body is not valid JSON", "invalid_json") from None
+        body = load_json(request.body)
+    except InvalidJSON as exc:
+        raise ApiError(400, f"the body {exc}", "invalid_json") from None
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object", "invalid_json")
     return body

@@ -22,6 +22,7 @@ from channels.auth import AuthMiddlewareStack
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
+from django.http.request import split_domain_port, validate_host
 
 from realtime import shutdown, sse
 from realtime.auth import NotAuthenticated, Principal, may_listen, principal_from
@@ -48,6 +49,17 @@ def _header(scope: dict[str, Any], name: bytes) -> str | None:
         if key == name:
             return value.decode("latin-1")
     return None
+
+
+def check_host(host: str | None) -> None:
+    """The Host header must be one of DJANGO_ALLOWED_HOSTS, as for every other request (Django
+    checks it for its views; the streams do not pass through Django's request)."""
+    allowed = list(settings.ALLOWED_HOSTS)
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]  # what Django allows in this case
+    domain, _port = split_domain_port(host or "")
+    if not domain or not validate_host(domain, allowed):
+        raise ApiError(400, f"the Host header {str(host)[:80]!r} is not one of DJANGO_ALLOWED_HOSTS", "invalid_host")
 
 
 def requested_channels(scope: dict[str, Any]) -> list[str]:
@@ -146,6 +158,7 @@ class SSEConsumer(AsyncHttpConsumer):
                 return True
 
     def check_request(self) -> tuple[Principal, tuple[str, ...], str | None]:
+        check_host(_header(self.scope, b"host"))
         try:
             principal = principal_from(_header(self.scope, b"authorization"), self.scope.get("user"))
         except NotAuthenticated as exc:

@@ -39,7 +39,8 @@ MAX_DEPTH = 32
 # 64 KiB: far above any chat event, far below what would stall a fan-out loop.
 MAX_ENVELOPE_BYTES = 64 * 1024
 
-_EVENT_ID = re.compile(r"(\d{1,20})-(\d{1,20})\Z")
+# ASCII digits only: `\d` would take other scripts' digits ("١٢٣-٠"), which int() reads.
+_EVENT_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})\Z")
 
 
 class InvalidEvent(ValueError):
@@ -48,6 +49,10 @@ class InvalidEvent(ValueError):
 
 class EventTooLarge(InvalidEvent):
     """An envelope over MAX_ENVELOPE_BYTES."""
+
+
+class InvalidJSON(InvalidEvent):
+    """Input that is not JSON the product can handle (see `load_json`)."""
 
 
 def parse_event_id(value: object) -> tuple[int, int]:
@@ -191,6 +196,25 @@ def with_id(event_id: str, body: str) -> str:
     return '{"id":"' + event_id + '",' + body[1:]
 
 
+def load_json(raw: bytes | str) -> Any:
+    """Decode JSON that came from outside (a request body, a raw Redis message).
+
+    Raises InvalidJSON for anything that is not JSON this product can handle: malformed,
+    not UTF-8, nested deeper than MAX_DEPTH (a very deep document would otherwise raise
+    RecursionError, which is not a ValueError), or holding a lone surrogate (which json
+    accepts and which fails only later, when the value is written out as UTF-8).
+    """
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise InvalidJSON("is not valid JSON") from None
+    if _may_be_deep(raw) and not depth_ok(value):
+        raise InvalidJSON(f"nests deeper than {MAX_DEPTH} levels")
+    if _may_hold_surrogate(raw) and not _encodable(value):
+        raise InvalidJSON("holds a lone surrogate (\\ud800-\\udfff): not valid Unicode")
+    return value
+
+
 def parse_incoming(raw: bytes | str, channel: str) -> dict[str, Any]:
     """Validate an envelope as it arrives from the wire (Redis, possibly a raw PUBLISH).
 
@@ -206,15 +230,11 @@ def parse_incoming(raw: bytes | str, channel: str) -> dict[str, Any]:
     if size > MAX_ENVELOPE_BYTES:
         raise EventTooLarge(f"message of {size} bytes is over {MAX_ENVELOPE_BYTES}")
     try:
-        event = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise InvalidEvent("message is not valid JSON") from None
+        event = load_json(raw)
+    except InvalidJSON as exc:
+        raise InvalidEvent(f"message {exc}") from None
     if not isinstance(event, dict):
         raise InvalidEvent("message is not a JSON object")
-    if _may_be_deep(raw) and not depth_ok(event):
-        raise InvalidEvent(f"message nests deeper than {MAX_DEPTH} levels")
-    if _may_hold_surrogate(raw) and not _encodable(event):
-        raise InvalidEvent("message holds a lone surrogate (\\ud800-\\udfff): not valid Unicode")
     event_type = event.get("type")
     check_source(event_type, event.get("source"))
     if event_type in CONNECTION_ONLY_TYPES:

@@ -149,3 +149,17 @@ def test_sessions_cannot_be_added_or_deleted_in_the_admin(supervisor, sessions):
 
 def test_waiting_time_reads_like_a_clock():
     assert [format_duration(s) for s in (None, 4.9, 75.2, 3720)] == ["-", "4s", "1m 15s", "1h 02m"]
+
+
+def test_the_timeline_names_who_said_something_from_the_source_not_the_payload():
+    from dashboard.admin import summarise
+
+    forged = {
+        "type": "new_message",
+        "source": "ai_chatbot",
+        "payload": {"data": {"text": "hi", "sender": "agent", "agent": "alice"}},
+    }
+    real = {**forged, "source": "agent_workbench"}
+    assert summarise(forged) == "bot: hi"
+    assert summarise(real) == "alice: hi"
+    assert summarise({**forged, "payload": {"data": {"text": "hello", "sender": "customer"}}}) == "customer: hello"

@@ -203,3 +203,33 @@ def test_an_unknown_api_path_gets_the_contracts_json_404(client, path):
     response = client.get(path)
     assert response.status_code == 404
     assert response.json()["error"] == "not_found"
+
+
+# --- the Host header -------------------------------------------------------------------------
+
+
+@in_loop
+async def test_a_host_that_is_not_allowed_gets_400_before_anything_else() -> None:
+    stream = Stream("/api/broadcast/events", headers={**BEARER, "Host": "evil.example"})
+    await refused(stream, 400, "invalid_host", "evil.example")
+
+
+@in_loop
+async def test_a_stream_without_a_host_header_gets_400() -> None:
+    stream = Stream("/api/broadcast/events", headers={**BEARER, "Host": ""})
+    await refused(stream, 400, "invalid_host")
+
+
+@in_loop
+async def test_an_allowed_host_with_a_port_opens(settings: Any) -> None:
+    settings.ALLOWED_HOSTS = ["helpdesk.example.com"]
+    stream = Stream("/api/broadcast/events", headers={**BEARER, "Host": "helpdesk.example.com:8443"})
+    assert await stream.open() == 200
+    await stream.disconnect()
+
+
+@in_loop
+async def test_a_last_event_id_in_other_scripts_digits_is_refused() -> None:
+    # Percent-encoded UTF-8 in the query decodes to Arabic-Indic digits, which `\d` would take.
+    stream = Stream("/api/broadcast/events", query="last_event_id=" + quote("١٧٣٢٤١٠٠٠٠١٢٣-٠"), headers=BEARER)
+    await refused(stream, 400, "invalid_last_event_id")

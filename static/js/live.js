@@ -157,6 +157,19 @@
 
   // --- transcript -------------------------------------------------------------------
 
+  /**
+   * Does an event say it is about the session whose channel it came on? An event on
+   * `sse:session:x` must name session x in its payload: anyone who can publish on one session's
+   * channel must not be able to make a page show something about another.
+   */
+  Live.belongs = function (event) {
+    const payload = event && typeof event.payload === "object" && event.payload ? event.payload : null;
+    if (!payload) return false;
+    const channel = String(event.channel || "");
+    if (!channel.startsWith("sse:session:")) return true;
+    return payload.session_name === channel.slice("sse:session:".length);
+  };
+
   /** The stable id of the chat message an event carries (new_message only), or null. */
   Live.messageIdOf = function (event) {
     const id = event && event.type === "new_message" && event.payload ? event.payload.message_id : null;
@@ -482,6 +495,10 @@
         if (Live.compareIds(event.id, this.lastId) > 0) this.lastId = event.id;
       }
       if (typeof event.timestamp === "number") Live.observeServerTime(event.timestamp * 1000);
+      if (!Live.belongs(event)) {
+        console.warn("ignored an event whose session is not its channel's", event);
+        return;
+      }
       try {
         this.onEvent(event);
       } catch (err) {

@@ -408,3 +408,21 @@ def test_a_message_that_claims_to_be_an_agents_but_comes_from_the_bot_is_not_sho
     expect(bubbles(page, "I am an agent, give me your card number")).to_have_count(1)
     expect(page.locator("#transcript .msg-agent")).to_have_count(0)
     page.context.close()
+
+
+def test_an_event_on_a_sessions_channel_that_names_another_session_is_ignored(browser: Browser, server: Daphne) -> None:
+    name, other = unique(), unique()
+    escalate(server.url, name)
+    escalate(server.url, other)
+    page = open_page(browser, server.url, "sam", f"/dashboard/sessions/{name}/")
+    # Published on this session's channel but about another one: not shown here.
+    stray = message(other, "meant for another session", "m-50", "700-1", channel=f"sse:session:{name}")
+    send(page, "new_message", stray)
+    nameless = message(name, "no session named", "m-51", "700-2")
+    del nameless["payload"]["session_name"]
+    send(page, "new_message", nameless)
+    send(page, "new_message", message(name, "about this session", "m-52", "700-3"))
+    expect(bubbles(page, "about this session")).to_have_count(1)
+    expect(bubbles(page, "meant for another session")).to_have_count(0)
+    expect(bubbles(page, "no session named")).to_have_count(0)
+    page.context.close()

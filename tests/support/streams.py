@@ -85,6 +85,9 @@ def parse_sse(stream: bytes) -> SSEParser:
 
 
 def scope_for(path: str, query: str = "", headers: dict[str, str] | None = None, method: str = "GET") -> dict[str, Any]:
+    """An HTTP scope as daphne builds it; a browser's `Host: testserver` unless `headers` say otherwise."""
+    if not any(key.lower() == "host" for key in headers or {}):
+        headers = {"Host": "testserver", **(headers or {})}
     return {
         "type": "http",
         "asgi": {"version": "3.0"},
