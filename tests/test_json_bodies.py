@@ -9,7 +9,7 @@ import pytest
 
 from dashboard.models import ChatSession
 from realtime.envelope import MAX_DEPTH, InvalidJSON, load_json
-from tests.support.sessions import TEST_TOKEN, browser, make_user, post_as, post_service
+from tests.support.sessions import browser, make_user, post_as, post_service
 
 pytestmark = pytest.mark.django_db
 
