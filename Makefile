@@ -17,6 +17,10 @@ $(BIN)/activate: requirements.txt requirements-dev.txt
 
 install: $(BIN)/activate
 
+# `make run` is a development server: DEBUG on (the published dev key, local host names) unless
+# the environment says otherwise. mypy imports the settings too.
+run lint: export DJANGO_DEBUG ?= true
+
 run: install
 	$(BIN)/python manage.py migrate --noinput
 	@$(BIN)/python manage.py demo_accounts --agent $(DEMO_AGENT) --supervisor $(DEMO_SUPERVISOR)
@@ -26,10 +30,10 @@ run: install
 	@if [ -n "$$REDIS_URL" ] && [ "$${SIMULATE_CHATBOT:-true}" = "true" ]; then \
 		$(BIN)/python manage.py simulate_chatbot & sim=$$!; \
 		trap 'kill $$sim 2>/dev/null' EXIT INT TERM; \
-		DJANGO_DEBUG=$${DJANGO_DEBUG:-true} SIMULATE_CHATBOT=false \
+		SIMULATE_CHATBOT=false \
 			$(BIN)/daphne -b $(HOST) -p $(PORT) sse_project.asgi:application; \
 	else \
-		DJANGO_DEBUG=$${DJANGO_DEBUG:-true} SIMULATE_CHATBOT=$${SIMULATE_CHATBOT:-true} \
+		SIMULATE_CHATBOT=$${SIMULATE_CHATBOT:-true} \
 			$(BIN)/daphne -b $(HOST) -p $(PORT) sse_project.asgi:application; \
 	fi
 

@@ -96,6 +96,14 @@ def base_env(**extra: str) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
         SERVICE_TOKENS=SERVICE_TOKENS,
         LOG_LEVEL="WARNING",
+        # What a process outside DEBUG needs to start, on plain HTTP on loopback.
+        DJANGO_SECRET_KEY="bench-only-secret-key-long-enough-for-the-settings-check-0123",
+        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+        DJANGO_HTTPS="false",
+        # The publishers measure the bus at full speed, not the per-service rate limit.
+        SSE_PUBLISH_RATE="1000000",
+        # The load clients stream as one service identity, which may hold half a process's slots.
+        SSE_MAX_CONNECTIONS="100000",
     )
     env.update(extra)
     return env

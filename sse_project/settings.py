@@ -6,6 +6,8 @@ configuration table for what each one means.
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -15,14 +17,26 @@ from sse_project.env import envbool, envhostports, envint, envlist, envstr, envt
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
+# Off unless asked for: a process that forgets the variable runs as in production.
 DEBUG = envbool("DJANGO_DEBUG", False)
+# Published in this repository: good for a laptop (DJANGO_DEBUG=true), never for a server.
 _DEV_SECRET = "dev-only-insecure-secret-key-change-me-in-production-0123456789"
 SECRET_KEY = envstr("DJANGO_SECRET_KEY") or _DEV_SECRET
-ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
-if not DEBUG and SECRET_KEY == _DEV_SECRET and "*" in ALLOWED_HOSTS:
-    # A server open to every host name with the published dev key is a production
-    # deployment that forgot its secret: refuse to run half-configured.
-    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_ALLOWED_HOSTS is '*'")
+ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"] if DEBUG else [])
+if not DEBUG:
+    # A process that serves for real refuses to start half-configured (docs/operations.md).
+    if SECRET_KEY == _DEV_SECRET:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set: give it a long random value (50+ characters), or set "
+            "DJANGO_DEBUG=true on a development machine"
+        )
+    if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY is too weak: at least 50 characters, not repetitive")
+    if not ALLOWED_HOSTS:
+        raise ImproperlyConfigured(
+            "DJANGO_ALLOWED_HOSTS is empty: name the host names this site answers to (comma-separated), "
+            "or set DJANGO_DEBUG=true on a development machine"
+        )
 
 INSTALLED_APPS = [
     "daphne",
@@ -33,18 +47,28 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     "realtime",
     "dashboard",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its answer.
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a sign-in while its username or address is locked out.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "sse_project.urls"
@@ -87,7 +111,25 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- Signing in: throttled per username and per address (django-axes) -------------------
+# Failed attempts are rows in the database, so every process counts the same ones, with or
+# without Redis, and supervisors see them in the admin. After LOGIN_FAILURE_LIMIT failures in
+# a row for a username, or from an address, signing in is refused (even with the right
+# password) for LOGIN_LOCKOUT_MINUTES; a successful sign-in clears the count.
+AXES_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 10, minimum=1, maximum=1000)
+AXES_COOLOFF_TIME = timedelta(minutes=envint("LOGIN_LOCKOUT_MINUTES", 15, minimum=1, maximum=7 * 24 * 60))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False  # one log line per lockout is enough (logging below)
+
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/workbench/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -120,6 +162,13 @@ SSE_HEARTBEAT_SECONDS = envint("SSE_HEARTBEAT_SECONDS", 15, minimum=1, maximum=3
 # A limit against subscription floods: a page needs at most a handful of channels.
 SSE_MAX_CHANNELS_PER_CONNECTION = envint("SSE_MAX_CHANNELS_PER_CONNECTION", 20, minimum=1, maximum=1000)
 SSE_MAX_CONNECTIONS = envint("SSE_MAX_CONNECTIONS", 10000, minimum=1)
+# Open streams per person (agent, supervisor or service identity) across every process: a
+# workbench needs one per tab, so ten leaves room for tabs and reconnects, and no one person
+# can take every slot of a process.
+SSE_MAX_STREAMS_PER_USER = envint("SSE_MAX_STREAMS_PER_USER", 10, minimum=1, maximum=100_000)
+# Events per second one service identity may publish across every process (a token bucket
+# holding twice as many, for bursts); escalations count too.
+SSE_PUBLISH_RATE = envint("SSE_PUBLISH_RATE", 200, minimum=1, maximum=10_000_000)
 # 1000 events cover several minutes of a busy session: enough to ride out a reconnect.
 SSE_HISTORY_SIZE = envint("SSE_HISTORY_SIZE", 1000, minimum=0, maximum=1_000_000)
 # Browsers wait this long before reconnecting a dropped EventSource.
@@ -127,6 +176,9 @@ SSE_RETRY_MS = envint("SSE_RETRY_MS", 2000, minimum=100, maximum=600_000)
 SERVICE_TOKENS = envtokens("SERVICE_TOKENS")
 # An agent stays "online" this long after their last workbench stream closes (reloads).
 SSE_PRESENCE_GRACE_SECONDS = envint("SSE_PRESENCE_GRACE_SECONDS", 20, minimum=1, maximum=3600)
+# A connection must deliver a whole request (line, headers, body) within this many seconds
+# of being ready for one; slower is a 408 and the connection closes (slowloris).
+HTTP_REQUEST_SECONDS = envint("HTTP_REQUEST_SECONDS", 30, minimum=1, maximum=3600)
 # SIGTERM ends every stream properly (the chunked terminator) and waits this long for them
 # to go before the process exits: 10 s is far more than flushing a few KiB per stream takes,
 # and well inside systemd's default 90 s stop timeout.
@@ -159,6 +211,45 @@ QUEUE_SLA_SECONDS = envint("QUEUE_SLA_SECONDS", 60, minimum=1, maximum=86_400)
 # `make run` sets this: play the ai_chatbot inside the server process (in-memory layer only;
 # with Redis run `manage.py simulate_chatbot` as its own process). See README "The demo".
 SIMULATE_CHATBOT = envbool("SIMULATE_CHATBOT", False)
+
+# --- HTTPS and what browsers are told (docs/operations.md) --------------------------------
+
+# The site is served over HTTPS (usually by a proxy in front that terminates TLS): secure
+# cookies, a redirect from plain HTTP and HSTS. On unless DJANGO_DEBUG is.
+HTTPS = envbool("DJANGO_HTTPS", not DEBUG)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = HTTPS
+# Load balancers probe health over plain HTTP, on the process's own port.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# A year, once HTTPS works for good; 0 turns HSTS off.
+SECURE_HSTS_SECONDS = envint("DJANGO_HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = envbool("DJANGO_HSTS_PRELOAD", False)
+# The header a TLS-terminating proxy sets to say the request came over HTTPS, such as
+# X-Forwarded-Proto (it must overwrite what clients send in it).
+_proxy_ssl_header = envstr("DJANGO_SECURE_PROXY_SSL_HEADER")
+if _proxy_ssl_header is not None and not re.fullmatch(r"[A-Za-z0-9-]{1,64}", _proxy_ssl_header):
+    raise ImproperlyConfigured(f"DJANGO_SECURE_PROXY_SSL_HEADER must be a header name, not {_proxy_ssl_header[:80]!r}")
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https") if _proxy_ssl_header else None
+)
+X_FRAME_OPTIONS = "DENY"
+# The pages need nothing inline and nothing from elsewhere (django-csp; Django 5.2 has no CSP).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+# The error page of DJANGO_DEBUG=true hides the password inside any *_URL setting too.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "sse_project.debug.ReporterFilter"
 
 LOGGING = {
     "version": 1,

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support.env import TEST_ENV
+
 ROOT = Path(__file__).resolve().parents[2]
 SERVICE_TOKEN = "test-token-ai-chatbot-0123456789"
 OTHER_TOKEN = "test-token-other-service-0123456"
@@ -98,6 +100,9 @@ class RedisServer:
 def base_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "SSE_", "DJANGO_", "DATABASE_"))}
     env.update(
+        TEST_ENV,
+        # The suite publishes in bursts; the rate limit has tests of its own that set it.
+        SSE_PUBLISH_RATE="1000000",
         DJANGO_SETTINGS_MODULE="sse_project.settings",
         SERVICE_TOKENS=SERVICE_TOKENS,
         PYTHONPATH=str(ROOT),
@@ -279,7 +284,9 @@ class SSEClient:
                         raw = after[size + 2 :]
                         if size == 0:
                             self.ended_cleanly = True
-                            self._parse(text, final=True)
+                            text = self._parse(text, final=True)
+                            if self.status != 200:
+                                self.body += text
                             return
                 else:
                     text += raw
