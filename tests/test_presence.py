@@ -12,8 +12,8 @@ def presence_pair(redis_server, tmp_path_factory):
     db = tmp_path_factory.mktemp("presence") / "db.sqlite3"
     env = base_env(REDIS_URL=redis_server.url, DATABASE_URL=f"sqlite:///{db}", SSE_PRESENCE_GRACE_SECONDS="2")
     migrate(env)
-    manage(env, "create_agent", "presence_alice", "--password", "pw-alice")
-    manage(env, "create_agent", "presence_bob", "--password", "pw-bob")
+    manage(env, "create_agent", "presence_alice", "--password", "pw-alice-for-tests")
+    manage(env, "create_agent", "presence_bob", "--password", "pw-bob-for-tests")
     a, b = Daphne(env).start(), Daphne(env).start()
     yield a, b
     a.stop()
@@ -28,7 +28,7 @@ def online(base_url: str) -> set[str]:
 
 def test_an_agent_with_a_workbench_stream_on_a_is_online_on_b_and_goes_offline_after_the_grace(presence_pair):
     a, b = presence_pair
-    cookies = login(a.url, "presence_alice", "pw-alice")
+    cookies = login(a.url, "presence_alice", "pw-alice-for-tests")
     stream = SSEClient(
         a.url,
         "/api/events?channel=sse:broadcast&channel=sse:agent:presence_alice",
@@ -44,7 +44,7 @@ def test_an_agent_with_a_workbench_stream_on_a_is_online_on_b_and_goes_offline_a
 
 def test_a_stream_without_the_agents_own_channel_does_not_count_as_online(presence_pair):
     a, b = presence_pair
-    cookies = login(a.url, "presence_bob", "pw-bob")
+    cookies = login(a.url, "presence_bob", "pw-bob-for-tests")
     stream = SSEClient(a.url, "/api/broadcast/events", token=None, headers={"Cookie": cookie_header(cookies)})
     stream.wait_open()
     assert "presence_bob" not in online(b.url)

@@ -143,12 +143,17 @@ def kinds(layer: Any, channel: str) -> list[str]:
 
 
 def make_user(username: str, staff: bool = False, password: str | None = None) -> Any:
-    """A user; without a password (tests log in with force_login), which skips the slow hashing."""
+    """A user; without a password (tests log in with force_login), which skips the slow hashing.
+    staff=True makes a supervisor as the product does: staff in the supervisors group."""
     from django.contrib.auth import get_user_model
 
+    from dashboard.accounts import supervisors_group
+
     user = get_user_model().objects.create_user(username, password=password)
-    user.is_staff = user.is_superuser = staff
-    user.save()
+    if staff:
+        user.is_staff = True
+        user.save()
+        user.groups.add(supervisors_group())
     return user
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
+from django.db import transaction
+
+from dashboard.accounts import save_account
 
 
 class Command(BaseCommand):
@@ -17,14 +19,10 @@ class Command(BaseCommand):
         parser.add_argument("--supervisor", default="supervisor_demo")
 
     def handle(self, *args: Any, agent: str, supervisor: str, **options: Any) -> None:
-        users = get_user_model()
         lines = []
         for username, staff in ((agent, False), (supervisor, True)):
-            password = secrets.token_urlsafe(9)
-            user, _ = users.objects.get_or_create(username=username)
-            user.set_password(password)
-            user.is_active = True
-            user.is_staff = user.is_superuser = staff
-            user.save()
+            password = secrets.token_urlsafe(12)
+            with transaction.atomic():
+                save_account(username, password, supervisor=staff)
             lines.append(f"  {'supervisor' if staff else 'agent':<10} {username:<18} password: {password}")
         self.stdout.write("\nDemo accounts (passwords are new on every start):\n" + "\n".join(lines) + "\n")
