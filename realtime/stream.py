@@ -126,7 +126,7 @@ class DirectWriter:
     def for_send(cls, send: Any) -> DirectWriter | None:
         """A writer for the response behind `send`, if it is a plain-TCP daphne HTTP/1.x response."""
         request = _daphne_request(send)
-        if request is None or type(request).__module__ != "daphne.http_protocol":
+        if request is None or type(request).__module__ not in ("daphne.http_protocol", "realtime.http_guard"):
             return None
         channel = getattr(request, "channel", None)
         transport = getattr(channel, "transport", None)

@@ -14,8 +14,8 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from django.urls import re_path  # noqa: E402
 
 from dashboard.simulator import with_simulator  # noqa: E402
-from realtime import background  # noqa: E402
-from realtime.middleware import BodyLimitMiddleware  # noqa: E402
+from realtime import background, http_guard  # noqa: E402
+from realtime.middleware import MAX_BODY_BYTES, BodyLimitMiddleware  # noqa: E402
 from realtime.routing import sse_urlpatterns  # noqa: E402
 
 # The pages' CSS and JavaScript are served by the process itself (no CDN, no separate web server needed).
@@ -23,6 +23,10 @@ django_and_static: Any = ASGIStaticFilesHandler(django_asgi_app)
 routes = [*sse_urlpatterns, re_path(r"", django_and_static)]
 # with_simulator: SIMULATE_CHATBOT on the in-memory layer plays the chatbot in this process (README "The demo").
 application = with_simulator(ProtocolTypeRouter({"http": BodyLimitMiddleware(URLRouter(routes))}))
+
+# Under daphne, bodies over the limit are refused before they are read, and a request must
+# arrive whole within HTTP_REQUEST_SECONDS (BodyLimitMiddleware stays for other servers).
+http_guard.install(MAX_BODY_BYTES, settings.HTTP_REQUEST_SECONDS)
 
 # The outbox relay and the recorder: every server process runs them (no extra process).
 if settings.SSE_BACKGROUND:
