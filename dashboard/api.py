@@ -146,7 +146,7 @@ def session_list(request: HttpRequest, principal: Principal) -> HttpResponse:
         except InvalidChannel as exc:
             raise ApiError(400, str(exc), "invalid_input") from None
         queryset = queryset.filter(agent__username=agent)
-    sessions = queryset.ordered_for(status)[:limit]
+    sessions = queryset.ordered_for(status, limit)
     return ok({"sessions": [s.to_json() for s in sessions], "last_event_id": cursor})
 
 

@@ -32,17 +32,21 @@ class ChatSessionQuerySet(models.QuerySet["ChatSession"]):
         """Waiting sessions, the one waiting longest first."""
         return self.filter(status=Status.WAITING_AGENT).order_by("escalated_at", "pk")
 
-    def ordered_for(self, status: str | None) -> list[ChatSession]:
-        """The listing of GET /api/sessions: see README "Sessions and the handoff" for the orders."""
+    def ordered_for(self, status: str | None, limit: int) -> list[ChatSession]:
+        """The listing of GET /api/sessions, at most `limit` rows, limited in SQL: see README
+        "Sessions and the handoff" for the orders."""
         base = self.select_related("agent")
         if status == Status.WAITING_AGENT:
-            return list(base.queue())
+            return list(base.queue()[:limit])
         if status == Status.CLOSED:
-            return list(base.filter(status=status).order_by("-closed_at", "-pk"))
+            return list(base.filter(status=status).order_by("-closed_at", "-pk")[:limit])
         if status is not None:
-            return list(base.filter(status=status).order_by("-created_at", "-pk"))
+            return list(base.filter(status=status).order_by("-created_at", "-pk")[:limit])
+        queue = list(base.queue()[:limit])
+        if len(queue) == limit:
+            return queue
         rest = base.filter(status__in=(Status.AI_HANDLING, Status.AGENT_HANDLING)).order_by("-created_at", "-pk")
-        return [*base.queue(), *rest]
+        return [*queue, *rest[: limit - len(queue)]]
 
 
 class ChatSession(models.Model):

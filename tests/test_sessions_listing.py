@@ -75,3 +75,19 @@ def test_a_service_may_read_the_queue_too(bus):
     response = Client().get("/api/sessions", HTTP_AUTHORIZATION=f"Bearer {next(iter(TEST_TOKENS))}")
 
     assert names(response) == ["svc_1"]
+
+
+@pytest.mark.parametrize(("status", "limit"), [("waiting_agent", 1), ("", 2), ("ai_handling", 1)])
+def test_the_limit_is_applied_in_sql_not_after_loading_every_row(alice, status, limit):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    ChatSession.objects.bulk_create(
+        [ChatSession(name=f"bulk_{n}", status="waiting_agent", escalated_at=timezone.now()) for n in range(300)]
+        + [ChatSession(name=f"bot_{n}", status="ai_handling") for n in range(300)]
+    )
+    with CaptureQueriesContext(connection) as queries:
+        response = alice.get(f"/api/sessions?status={status}&limit={limit}")
+    assert len(names(response)) == limit
+    listing = [q["sql"] for q in queries.captured_queries if "dashboard_chatsession" in q["sql"]]
+    assert listing and all(f"LIMIT {limit}" in sql for sql in listing), listing
