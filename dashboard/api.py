@@ -89,7 +89,8 @@ def _answer(outcome: services.Outcome, status: int = 200) -> HttpResponse:
 # --- commands ------------------------------------------------------------------------
 
 
-@api(("POST",), who=lambda p: p.is_service)
+# An escalation publishes transfer_request and status_change.
+@api(("POST",), who=lambda p: p.is_service, publishes=2)
 @refusals
 def escalate(request: HttpRequest, principal: Principal) -> HttpResponse:
     body = fields(request, {"session_name": str, "reason": str, "data": dict}, required=("session_name",))
@@ -120,7 +121,7 @@ def leave(request: HttpRequest, principal: Principal, name: str) -> HttpResponse
     return _answer(services.leave(name, by=principal))
 
 
-@api(("POST",))
+@api(("POST",), publishes=1)
 @refusals
 def close(request: HttpRequest, principal: Principal, name: str) -> HttpResponse:
     fields(request, {})

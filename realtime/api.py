@@ -14,6 +14,7 @@ from django.views.decorators.csrf import csrf_exempt
 from realtime.auth import NotAuthenticated, Principal, principal_from
 from realtime.envelope import InvalidJSON, load_json
 from realtime.errors import ApiError, error_response, from_validation
+from realtime.limits import RateLimited, charge_publish
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +56,13 @@ def json_body(request: HttpRequest) -> dict[str, Any]:
     return body
 
 
-def api(methods: tuple[str, ...], who: Callable[[Principal], bool] | None = None) -> Callable[[View], View]:
-    """Decorate a view `(request, principal, **kwargs)`: method check, auth, CSRF, JSON errors."""
+def api(
+    methods: tuple[str, ...], who: Callable[[Principal], bool] | None = None, publishes: int = 0
+) -> Callable[[View], View]:
+    """Decorate a view `(request, principal, **kwargs)`: method check, auth, CSRF, JSON errors.
+
+    `publishes`: the events one call publishes, charged to a service identity's publish rate
+    (SSE_PUBLISH_RATE) before the view runs; over the rate is 429 with Retry-After."""
 
     def decorate(view: View) -> View:
         @csrf_exempt
@@ -68,6 +74,11 @@ def api(methods: tuple[str, ...], who: Callable[[Principal], bool] | None = None
                 principal = authenticate(request)
                 if who is not None and not who(principal):
                     raise ApiError(403, f"{principal.name} may not do this")
+                if publishes and principal.is_service:
+                    try:
+                        charge_publish(principal.name, publishes)
+                    except RateLimited as exc:
+                        raise ApiError(429, str(exc), "rate_limited", retry_after=exc.retry_after) from None
                 return view(request, principal, **kwargs)
             except ApiError as error:
                 return error_response(error)

@@ -25,6 +25,7 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from realtime import shutdown, sse
+from realtime.access import owner_of
 from realtime.auth import NotAuthenticated, Principal, may_listen, principal_from
 from realtime.bus import (
     TooManyChannels,
@@ -36,6 +37,7 @@ from realtime.bus import (
 from realtime.channels import BROADCAST, InvalidChannel, agent_channel, session_channel
 from realtime.envelope import InvalidEvent
 from realtime.errors import ApiError, error_body
+from realtime.limits import STREAMS_RETRY_AFTER, TooManyStreams
 from realtime.stream import SSEConnection
 
 logger = logging.getLogger(__name__)
@@ -111,7 +113,10 @@ class SSEConsumer(AsyncHttpConsumer):
             await self._error(error)
             return
         if open_streams >= settings.SSE_MAX_CONNECTIONS:
-            await self._error(ApiError(429, f"this server holds its limit of {settings.SSE_MAX_CONNECTIONS} streams"))
+            limit = settings.SSE_MAX_CONNECTIONS
+            await self._error(
+                ApiError(429, f"this server holds its limit of {limit} streams", retry_after=STREAMS_RETRY_AFTER)
+            )
             return
         if not shutdown.installed:
             # Once per process, from inside daphne's running reactor: SIGTERM then ends every
@@ -119,6 +124,12 @@ class SSEConsumer(AsyncHttpConsumer):
             shutdown.install()
         layer = get_layer()
         connection = SSEConnection(send, channels)
+        guard = layer.hub.guard
+        try:
+            await guard.admit(connection, owner_of(principal, self.scope, channels))
+        except TooManyStreams as exc:
+            await self._error(ApiError(429, str(exc), retry_after=exc.retry_after))
+            return
         open_streams += 1
         try:
             # Never fails because of Redis: while it is unreachable the stream opens degraded.
@@ -148,6 +159,7 @@ class SSEConsumer(AsyncHttpConsumer):
             open_streams -= 1
             await layer.hub.remove(connection)
             connection.close()
+            await guard.release(connection)
 
     async def _read_request(self, receive: Any) -> bool:
         while True:
@@ -203,9 +215,7 @@ class SSEConsumer(AsyncHttpConsumer):
 
     async def _error(self, error: ApiError) -> None:
         await self.send_response(
-            error.status,
-            error_body(error.status, error.detail, error.code),
-            headers=[(b"content-type", b"application/json")],
+            error.status, error_body(error.status, error.detail, error.code), headers=error.headers
         )
 
 

@@ -23,11 +23,20 @@ REASONS = {
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, detail: str, code: str | None = None) -> None:
+    def __init__(self, status: int, detail: str, code: str | None = None, *, retry_after: int | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.code = code or REASONS.get(status, "error")
+        self.retry_after = retry_after  # seconds, sent as Retry-After (429, 503)
+
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """The response headers of this error (ASGI form)."""
+        headers = [(b"content-type", b"application/json")]
+        if self.retry_after is not None:
+            headers.append((b"retry-after", str(self.retry_after).encode()))
+        return headers
 
 
 def from_validation(exc: ValueError) -> ApiError:
@@ -45,4 +54,7 @@ def error_body(status: int, detail: str, code: str | None = None) -> bytes:
 
 
 def error_response(error: ApiError) -> JsonResponse:
-    return JsonResponse({"error": error.code, "detail": error.detail}, status=error.status)
+    response = JsonResponse({"error": error.code, "detail": error.detail}, status=error.status)
+    if error.retry_after is not None:
+        response["Retry-After"] = str(error.retry_after)
+    return response

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 from realtime import sse
+from realtime.access import StreamGuard
 from realtime.envelope import InvalidEvent, dumps, parse_event_id, parse_incoming, raw_message_id, system_event
 from realtime.health import OK
 from realtime.history import Resume
@@ -103,11 +104,17 @@ class Hub:
     """Local subscribers of one event loop, by channel."""
 
     def __init__(
-        self, backend: SubscriptionBackend, loop: asyncio.AbstractEventLoop, presence: Presence | None = None
+        self,
+        backend: SubscriptionBackend,
+        loop: asyncio.AbstractEventLoop,
+        presence: Presence | None = None,
+        guard: StreamGuard | None = None,
     ) -> None:
         self.backend = backend
         self.loop = loop
         self.presence = presence or Presence()
+        # Who owns each open stream: slots per person, and access re-checked (realtime.access).
+        self.guard = guard or StreamGuard()
         self.subscribers: dict[str, set[Subscriber]] = {}
         self._channel_locks: dict[str, asyncio.Lock] = {}
         self._heartbeat_task: asyncio.Task[None] | None = None

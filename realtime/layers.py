@@ -32,10 +32,12 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from realtime import signals
+from realtime.access import StreamGuard
 from realtime.channels import BROADCAST, SESSION_PREFIX, group_to_channel
 from realtime.envelope import Draft, InvalidEvent, draft, parse_incoming
 from realtime.history import MemoryHistory, Resume, StoredEvent
 from realtime.hub import Hub
+from realtime.limits import StreamSlots
 from realtime.link import RedisLink
 from realtime.presence import Presence, online_from_memory, online_from_redis
 from realtime.redis_conn import RedisTarget
@@ -156,7 +158,9 @@ class RedisSSEChannelLayer(SSEGroupSend, RedisPubSubChannelLayer):
         hub = self._hubs.get(loop)
         if hub is None:
             link = RedisLink(self.target, self.history_size, on_reconnect=signals.redis_came_back)
-            hub = self._hubs[loop] = Hub(link, loop, Presence(lambda: link.commands))
+            hub = self._hubs[loop] = Hub(
+                link, loop, Presence(lambda: link.commands), StreamGuard(StreamSlots(lambda: link.commands))
+            )
             link.hub = hub
         return hub
 

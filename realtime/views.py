@@ -21,7 +21,7 @@ from realtime.hub import stats
 logger = logging.getLogger(__name__)
 
 
-@api(("POST",), who=lambda p: p.is_service)
+@api(("POST",), who=lambda p: p.is_service, publishes=1)
 def publish(request: HttpRequest, principal: Principal) -> HttpResponse:
     """Publish one event for a service in any language; `source` is the token's identity."""
     body = json_body(request)

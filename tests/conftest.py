@@ -26,6 +26,15 @@ def empty_recorder_queue() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def fresh_publish_rate() -> Iterator[None]:
+    """The publish-rate buckets are per process: one test's publishing is not the next one's."""
+    from realtime.limits import publish_rate
+
+    publish_rate.reset()
+    yield
+
+
+@pytest.fixture(autouse=True)
 def healthy_bus() -> Iterator[None]:
     """Whether this process reaches Redis is process-wide: a test that stopped Redis must not
     leave the next one degraded."""
