@@ -26,6 +26,17 @@ CHROMIUM_ARGS = [
 ]
 PASSWORD = "pw-for-browser-tests"
 
+# What Chromium reported as refused by the pages' Content-Security-Policy, in any page a test
+# opened with `sign_in`: the pages must need nothing the policy forbids.
+CSP_VIOLATIONS: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def no_content_security_policy_violations() -> Iterator[None]:
+    CSP_VIOLATIONS.clear()
+    yield
+    assert CSP_VIOLATIONS == [], "the Content-Security-Policy refused something a page needs"
+
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
@@ -55,6 +66,10 @@ def sign_in(
     if init_script is not None:
         ctx.add_init_script(init_script)
     page = ctx.new_page()
+    page.on(
+        "console",
+        lambda message: CSP_VIOLATIONS.append(message.text) if "Content Security Policy" in message.text else None,
+    )
     page.goto(f"{base_url}/accounts/login/?next={path}")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
