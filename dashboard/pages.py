@@ -7,7 +7,6 @@ snapshot from the JSON API and keeps it current over one SSE stream (static/js/l
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +26,7 @@ from realtime.api import api, ok
 from realtime.auth import Principal
 from realtime.bus import bus_cursor, get_layer
 from realtime.channels import BROADCAST, InvalidChannel, validate_name
-from realtime.envelope import parse_event_id
+from realtime.envelope import InvalidEvent, parse_event_id, parse_incoming
 
 logger = logging.getLogger(__name__)
 
@@ -127,8 +126,11 @@ def recent_broadcast(cursor: str | None) -> list[dict[str, Any]]:
             logger.warning("the feed has only the commands' events: %s", exc)
             stored = []
         for event in stored:
-            if parse_event_id(event.id) <= last:
-                events.setdefault(event.id, json.loads(event.envelope))
+            if parse_event_id(event.id) <= last and event.id not in events:
+                try:  # validated like any message from Redis: the history is outside input too
+                    events[event.id] = parse_incoming(event.envelope, BROADCAST)
+                except InvalidEvent as exc:
+                    logger.warning("the feed left out history entry %s: %s", event.id, str(exc)[:200])
     ordered = sorted(events.values(), key=lambda event: parse_event_id(event["id"]))
     return ordered[-FEED_SIZE:]
 

@@ -129,9 +129,20 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _envelope_text(value: Any) -> str:
+    """A history entry's envelope as text; "" for what cannot be one (an entry written to the
+    stream by something else), which the reader then drops and counts like any bad message."""
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return ""
+    return value if isinstance(value, str) else ""
+
+
 def stored_from_stream(channel: str, entry_id: Any, fields: dict[Any, Any]) -> StoredEvent:
     event_id = _text(entry_id)
-    return StoredEvent(event_id, channel, with_id(event_id, _text(fields.get(b"e", fields.get("e", "")))))
+    return StoredEvent(event_id, channel, with_id(event_id, _envelope_text(fields.get(b"e", fields.get("e")))))
 
 
 async def read_resume(client: aioredis.Redis, channels: list[str], after_id: str, size: int) -> Resume:

@@ -189,3 +189,112 @@ def test_bad_raw_messages_never_cost_a_good_one_its_delivery(bad: list[bytes | s
         if e["payload"].get("session_name") == "fuzz_raw" and "n" in e["payload"]
     ]
     assert [n for n in delivered if n in (1, 2, 3, 4)][-4:] == [1, 2, 3, 4]
+
+
+GARBAGE: list[bytes | str] = [b"\xff\xfe", "[" * 5000 + "]" * 5000, '{"x": "\\ud800"}', "", '{"type": 5}']
+
+
+def poison_history(redis: Any, channel: str, after_id: str) -> None:
+    """Entries that are no envelope, written into `channel`'s history right after `after_id` as
+    a writer with access to Redis could, moving the id sequence on past them."""
+    from realtime.redis_store import SEQUENCE_KEY, history_key
+
+    ms, seq = (int(part) for part in after_id.split("-"))
+    for n, garbage in enumerate(GARBAGE, start=1):
+        value = garbage.encode("utf-8", "surrogatepass") if isinstance(garbage, str) else garbage
+        redis.xadd(history_key(channel), {"e": value}, id=f"{ms}-{seq + n}")
+    redis.xadd(history_key(channel), {"not_e": "x"}, id=f"{ms}-{seq + len(GARBAGE) + 1}")
+    redis.set(SEQUENCE_KEY, f"{ms}-{seq + len(GARBAGE) + 1}")
+
+
+# --- the raw Redis side, over real processes ------------------------------------------------------
+
+
+def test_over_real_processes_bad_raw_messages_cost_no_event_and_no_stream(daphne_pair: Any, redis_server: Any) -> None:
+    import itertools
+
+    from tests.support.procs import SSEClient, request
+    from tests.support.sessions import unique
+
+    a, b = daphne_pair
+    name = unique("fuzzraw")
+    channel = f"sse:session:{name}"
+    clients = [SSEClient(d.url, f"/api/sessions/{name}/events").wait_open() for d in (a, b)]
+    redis = redis_server.client()
+    numbers = itertools.count(1)
+    sent: list[int] = []
+
+    @settings(max_examples=25, deadline=None)
+    @given(bad=st.lists(raw_messages, min_size=1, max_size=3))
+    def one_round(bad: list[bytes | str]) -> None:
+        n = next(numbers)
+        pipe = redis.pipeline(transaction=True)
+        for raw in bad:  # as bytes: a lone surrogate reaches Redis as its UTF-8-like bytes
+            pipe.publish(channel, raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw)
+        pipe.execute()
+        status, answer = request(
+            "POST",
+            a.url + "/api/publish",
+            {"channel": channel, "type": "new_message", "payload": {"session_name": name, "n": n}},
+        )
+        assert status == 202, answer
+        sent.append(n)
+        for client in clients:
+            client.wait_for(lambda e, n=n: e.event == "new_message" and e.json["payload"].get("n") == n, timeout=5)
+
+    try:
+        one_round()
+        for client in clients:
+            got = [e.json["payload"].get("n") for e in client.events if e.event == "new_message" and e.id]
+            assert [n for n in got if n is not None] == sent, "each good event once, in order"
+            assert [e.event for e in client.events if e.event in ("reset", "bus_status")] == []
+            assert client.status == 200 and not client.closed.is_set()
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_a_resume_across_garbage_in_the_history_answers_200(daphne_pair: Any, redis_server: Any) -> None:
+    from tests.support.procs import SSEClient, request
+    from tests.support.sessions import unique
+
+    a, _ = daphne_pair
+    name = unique("garbage")
+    channel = f"sse:session:{name}"
+    redis = redis_server.client()
+
+    def publish(n: int) -> str:
+        status, answer = request(
+            "POST",
+            a.url + "/api/publish",
+            {"channel": channel, "type": "new_message", "payload": {"session_name": name, "n": n}},
+        )
+        assert status == 202, answer
+        return str(answer["id"])
+
+    first = publish(1)
+    poison_history(redis, channel, first)
+    last = publish(2)
+    client = SSEClient(a.url, f"/api/sessions/{name}/events", last_event_id=first).wait_open()
+    try:
+        assert client.status == 200
+        events = client.wait_for(lambda e: e.event in ("new_message", "reset"), timeout=5)
+        if events[0].event == "new_message":  # replayed, the garbage dropped
+            assert events[0].id == last
+    finally:
+        client.close()
+
+
+@pytest.mark.django_db
+def test_the_dashboard_feed_leaves_out_garbage_in_the_broadcast_history(redis_bus: Any) -> None:
+    from realtime.bus import enqueue_sse_message_sync
+    from realtime.channels import BROADCAST
+
+    good_id = enqueue_sse_message_sync(BROADCAST, "status_change", {"n": 1}, source="ai_chatbot")
+    assert good_id is not None
+    poison_history(redis_bus, BROADCAST, good_id)
+    last_id = enqueue_sse_message_sync(BROADCAST, "status_change", {"n": 2}, source="ai_chatbot")
+    response = browser(make_user("feed_boss", staff=True)).get("/dashboard/feed.json")
+    assert response.status_code == 200, response.content[:300]
+    ids = [e["id"] for e in response.json()["events"]]
+    assert good_id in ids and last_id in ids
