@@ -45,6 +45,18 @@ STREAMS_RETRY_AFTER = 10
 # This process's name in the members of the stream sets.
 PROCESS = uuid.uuid4().hex[:12]
 
+# While Redis is down every stream opened and every refill would say so: once a minute is enough.
+_WARN_EVERY = 60.0
+_warned: dict[str, float] = {}
+
+
+def _warn(what: str, exc: BaseException) -> None:
+    now = time.monotonic()
+    if now - _warned.get(what, -_WARN_EVERY) >= _WARN_EVERY:
+        _warned[what] = now
+        logger.warning("%s: Redis unreachable (%s); counting in this process only for now", what, exc)
+
+
 _TAKE_SLOT = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
@@ -123,7 +135,7 @@ class StreamSlots:
                     )  # fmt: skip
                 except REDIS_ERRORS as exc:
                     # Redis is down: this process's own count is all there is to go by.
-                    logger.warning("stream slots: Redis unreachable (%s); counting %s locally", exc, identity)
+                    _warn("stream slots", exc)
                     took = self.local[identity] < limit
                 if not took:
                     raise TooManyStreams(f"{identity} already has {limit} open streams, the most one person may")
@@ -143,8 +155,8 @@ class StreamSlots:
             del self.members[identity]
         try:
             await self.redis().zrem(STREAMS_PREFIX + identity, member)  # type: ignore[misc]
-        except REDIS_ERRORS as exc:
-            logger.info("stream slots: could not free %s's slot now (%s); its lease runs out", identity, exc)
+        except REDIS_ERRORS:
+            pass  # its lease runs out instead (the round's renewal no longer includes it)
 
     async def renew(self) -> None:
         """Extend the leases of every slot this process holds (one pipeline)."""
@@ -158,7 +170,7 @@ class StreamSlots:
                 pipe.pexpire(STREAMS_PREFIX + identity, int(LEASE_SECONDS * 1000))
             await pipe.execute()
         except REDIS_ERRORS as exc:
-            logger.warning("stream slots: could not renew leases (%s)", exc)
+            _warn("stream slot leases", exc)
 
 
 class PublishRate:
@@ -196,7 +208,7 @@ class PublishRate:
                 self._local[identity] = held + float(taken)
                 return float(wait_ms) / 1000
             except REDIS_ERRORS as exc:
-                logger.warning("publish rate: Redis unreachable (%s); counting %s locally", exc, identity)
+                _warn("publish rate", exc)
         now = time.monotonic()
         tokens, then = self._memory.get(identity, (burst, now))
         tokens = min(burst, tokens + (now - then) * rate)
