@@ -2,7 +2,7 @@
 
 Thin: each view checks the body's shape, calls one function of `dashboard.services` and
 turns its outcome or refusal into JSON. Authentication, CSRF and the error shape come from
-`realtime.api`.
+`realtime.jsonapi`.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from django.http import HttpRequest, HttpResponse
 
 from dashboard import services
 from dashboard.models import ChatSession, Status
-from realtime.api import api, json_body, ok
 from realtime.auth import Principal
 from realtime.bus import bus_cursor, record_cursor
 from realtime.channels import InvalidChannel, validate_name
 from realtime.errors import ApiError
+from realtime.jsonapi import api, json_body, ok
 
 logger = logging.getLogger(__name__)
 

@@ -15,9 +15,11 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
+from realtime.channels import NAME_PATTERN, NAME_RULE
+
 # The channel-name rule of the contract (realtime.channels): a session name becomes part of
 # `sse:session:{name}`, so the database refuses what the bus would refuse.
-NAME_VALIDATOR = RegexValidator(r"^[A-Za-z0-9_-]{1,64}\Z", "1 to 64 characters of A-Z a-z 0-9 _ -")
+NAME_VALIDATOR = RegexValidator(NAME_PATTERN, NAME_RULE)
 
 
 class Status(models.TextChoices):

@@ -16,17 +16,17 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from dashboard.models import ChatSession
 from realtime import outbox
-from realtime.api import api, ok
 from realtime.auth import Principal
 from realtime.bus import bus_cursor, get_layer
-from realtime.channels import BROADCAST, InvalidChannel, validate_name
+from realtime.channels import BROADCAST, NAME_PATTERN, InvalidChannel, validate_name
 from realtime.envelope import InvalidEvent, parse_event_id, parse_incoming
+from realtime.jsonapi import api, ok
 
 logger = logging.getLogger(__name__)
 
@@ -36,12 +36,22 @@ FEED_SIZE = 100
 View = Callable[..., HttpResponse]
 
 
+def home(request: HttpRequest) -> HttpResponse:
+    """`/`: the workbench for people who are signed in, the login form for everyone else."""
+    if request.user.is_authenticated:
+        return redirect("workbench")
+    return redirect("login")
+
+
 def _config(request: HttpRequest, **extra: Any) -> dict[str, Any]:
     """What every page's JavaScript needs to know (rendered with json_script)."""
     return {
         "me": request.user.get_username(),
         "is_supervisor": bool(request.user.is_staff),
         "sla_seconds": settings.QUEUE_SLA_SECONDS,
+        # The name rule (realtime.channels), in JavaScript's spelling: `$` there never
+        # accepts a trailing newline, so it stands for Python's `\Z`.
+        "name_pattern": NAME_PATTERN.replace("\\Z", "$"),
         "urls": {
             "login": settings.LOGIN_URL,
             # A cheap authenticated GET: tells a page whose stream failed whether it must sign in again.

@@ -444,7 +444,7 @@ def with_simulator(app: Any) -> Any:
     """`app`, plus the in-process simulator when SIMULATE_CHATBOT is on and Redis is not."""
     if not settings.SIMULATE_CHATBOT:
         return app
-    if settings.SSE_USE_REDIS:
+    if settings.BUS_ON_REDIS:
         logger.warning(
             "SIMULATE_CHATBOT is on and Redis is configured: the simulator is its own process there. "
             "Start it in another terminal, with the same REDIS_URL: .venv/bin/python manage.py simulate_chatbot"

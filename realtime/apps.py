@@ -11,7 +11,7 @@ class RealtimeConfig(AppConfig):
     verbose_name = "Realtime bus"
 
     def ready(self) -> None:
-        if not settings.SSE_USE_REDIS:
+        if not settings.BUS_ON_REDIS:
             logger.warning(
                 "REDIS_URL is %s: the realtime bus runs on the in-memory layer, one process only",
                 "set but USE_REDIS_SSE=false" if settings.REDIS_URL else "unset",

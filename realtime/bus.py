@@ -1,7 +1,7 @@
 """The one way events enter and leave the bus (docs/bus.md section 5).
 
 Every event in the product is published through `enqueue_sse_message` (async) or its sync
-twin `enqueue_sse_message_sync` (alias `group_send`, the design card's helper), or
+twin `enqueue_sse_message_sync` (also named `group_send`, for sync code), or
 `publish_on_commit` / `publish_many_on_commit` for changes written to the database (the
 outbox, `realtime.outbox`). All of them validate exactly as the HTTP layer does, before
 anything reaches Redis.

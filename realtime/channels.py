@@ -13,8 +13,12 @@ BROADCAST = "sse:broadcast"
 SESSION_PREFIX = "sse:session:"
 AGENT_PREFIX = "sse:agent:"
 
-# 1 to 64 of A-Z a-z 0-9 _ -. `\Z` rather than `$`: `$` would accept a trailing newline.
-_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
+# The name rule, for session names and agent ids (and so usernames), everywhere: the database
+# validator, the pages (their config carries it) and this module use these two.
+# `\Z` rather than `$`: `$` would accept a trailing newline.
+NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}\Z"
+NAME_RULE = "1 to 64 characters of A-Z a-z 0-9 _ -"
+_NAME = re.compile(NAME_PATTERN)
 
 
 class InvalidChannel(ValueError):
@@ -25,7 +29,7 @@ def validate_name(value: object, what: str = "session_name") -> str:
     if not isinstance(value, str):
         raise InvalidChannel(f"{what} must be a string")
     if not _NAME.match(value):
-        raise InvalidChannel(f"{what} must be 1 to 64 characters of A-Z a-z 0-9 _ - (got {value[:80]!r})")
+        raise InvalidChannel(f"{what} must be {NAME_RULE} (got {value[:80]!r})")
     return value
 
 

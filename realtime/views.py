@@ -11,12 +11,12 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from realtime import outbox
-from realtime.api import api, json_body, ok
 from realtime.auth import Principal
 from realtime.bus import enqueue_sse_message_sync, get_layer, reached_redis
 from realtime.errors import ApiError, error_response
 from realtime.health import DEGRADED, health
 from realtime.hub import stats
+from realtime.jsonapi import api, json_body, ok
 
 logger = logging.getLogger(__name__)
 
@@ -91,10 +91,10 @@ def healthz(request: HttpRequest) -> HttpResponse:
         "status": "degraded" if degraded else "ok",
         "reason": (state.reason or "Redis is unreachable") if degraded else None,
         "since": _iso(state.since) if degraded else None,
-        "layer": "redis" if settings.SSE_USE_REDIS else "memory",
+        "layer": "redis" if settings.BUS_ON_REDIS else "memory",
         "redis": {
-            "configured": settings.SSE_USE_REDIS,
-            "reachable": reachable if settings.SSE_USE_REDIS else None,
+            "configured": settings.BUS_ON_REDIS,
+            "reachable": reachable if settings.BUS_ON_REDIS else None,
             "target": layer.describe_target(),
         },
         # Commands' events waiting to be published (they go out once Redis is back).

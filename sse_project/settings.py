@@ -156,7 +156,9 @@ if bool(REDIS_SENTINELS) != bool(REDIS_SENTINEL_MASTER):
 if REDIS_SENTINELS and REDIS_URL:
     raise ImproperlyConfigured("set REDIS_URL or REDIS_SENTINELS, not both")
 USE_REDIS_SSE = envbool("USE_REDIS_SSE", True)
-SSE_USE_REDIS = bool(REDIS_URL or REDIS_SENTINELS) and USE_REDIS_SSE
+# Derived, not read from the environment: whether the bus runs on Redis (a Redis is
+# configured and USE_REDIS_SSE does not turn it off) or on the in-memory layer.
+BUS_ON_REDIS = bool(REDIS_URL or REDIS_SENTINELS) and USE_REDIS_SSE
 # 15 s keeps idle streams alive through proxies that cut connections after 30-60 s.
 SSE_HEARTBEAT_SECONDS = envint("SSE_HEARTBEAT_SECONDS", 15, minimum=1, maximum=3600)
 # A limit against subscription floods: a page needs at most a handful of channels.
@@ -190,7 +192,7 @@ SSE_HISTORY_TTL_SECONDS = envint("SSE_HISTORY_TTL_SECONDS", 604800, minimum=0, m
 # test suite turns this off in its own process and drives their single steps itself.
 SSE_BACKGROUND = envbool("SSE_BACKGROUND", True)
 
-if SSE_USE_REDIS:
+if BUS_ON_REDIS:
     _redis_host: dict[str, object] | str = (
         {"sentinels": REDIS_SENTINELS, "master_name": REDIS_SENTINEL_MASTER} if REDIS_SENTINELS else str(REDIS_URL)
     )

@@ -26,7 +26,7 @@ BOT = Principal("service", "ai_chatbot")
 def down(stoppable_redis, settings):
     """The bus on a Redis of this test's own, stopped."""
     settings.SERVICE_TOKENS = TEST_TOKENS
-    settings.SSE_USE_REDIS = True
+    settings.BUS_ON_REDIS = True
     stoppable_redis.stop()
     return stoppable_redis
 

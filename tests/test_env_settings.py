@@ -185,7 +185,7 @@ def test_settings_refuse_a_malformed_sentinel_list_naming_the_variable() -> None
 def test_settings_accept_sentinels_with_a_master_name_and_use_the_redis_layer() -> None:
     code = (
         "import django; django.setup(); from django.conf import settings as s; "
-        "print(s.SSE_USE_REDIS, s.REDIS_SENTINELS, s.CHANNEL_LAYERS['default']['CONFIG']['hosts'])"
+        "print(s.BUS_ON_REDIS, s.REDIS_SENTINELS, s.CHANNEL_LAYERS['default']['CONFIG']['hosts'])"
     )
     done = subprocess.run(
         [sys.executable, "-c", code],

@@ -14,7 +14,7 @@ from tests.support.sessions import db_row, history
 
 
 def test_without_redis_the_command_refuses_and_points_to_make_run(settings: Any) -> None:
-    settings.SSE_USE_REDIS = False
+    settings.BUS_ON_REDIS = False
     with pytest.raises(CommandError, match="make run"):
         call_command("simulate_chatbot", "--duration", "0.1")
 

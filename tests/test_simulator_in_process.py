@@ -24,7 +24,7 @@ def test_with_redis_the_server_starts_no_simulator_and_says_how_to_run_one(
     settings: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings.SIMULATE_CHATBOT = True
-    settings.SSE_USE_REDIS = True
+    settings.BUS_ON_REDIS = True
     with caplog.at_level(logging.WARNING, logger="dashboard.simulator"):
         assert with_simulator(app) is app
     assert "manage.py simulate_chatbot" in caplog.text
@@ -32,7 +32,7 @@ def test_with_redis_the_server_starts_no_simulator_and_says_how_to_run_one(
 
 def test_on_the_memory_layer_the_first_request_starts_exactly_one_simulator(settings: Any) -> None:
     settings.SIMULATE_CHATBOT = True
-    settings.SSE_USE_REDIS = False
+    settings.BUS_ON_REDIS = False
     started: list[str] = []
 
     class FakeSimulator:

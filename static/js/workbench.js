@@ -393,7 +393,7 @@
   setInterval(tickTimers, 1000);
 
   const fromHash = decodeURIComponent(location.hash.slice(1));
-  if (/^[A-Za-z0-9_-]{1,64}$/.test(fromHash)) state.open = fromHash;
+  if (new RegExp(Live.config.name_pattern).test(fromHash)) state.open = fromHash;
   renderPane();
   stream.start();
 })();

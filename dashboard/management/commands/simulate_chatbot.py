@@ -38,7 +38,7 @@ class Command(BaseCommand):
         parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if not settings.SSE_USE_REDIS:
+        if not settings.BUS_ON_REDIS:
             raise CommandError(
                 "REDIS_URL is not set: on the in-memory layer a separate simulator reaches no server. "
                 "Set REDIS_URL (the same as the daphne processes), or run `make run`, which simulates "

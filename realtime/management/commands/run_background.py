@@ -26,6 +26,6 @@ class Command(BaseCommand):
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
         background.start()
-        layer = "Redis" if settings.SSE_USE_REDIS else "the in-memory layer (this process only)"
+        layer = "Redis" if settings.BUS_ON_REDIS else "the in-memory layer (this process only)"
         self.stdout.write(f"outbox relay and recorder running on {layer}; SIGTERM or Ctrl-C stops them")
         stop.wait()
