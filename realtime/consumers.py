@@ -37,13 +37,10 @@ from realtime.bus import (
 from realtime.channels import BROADCAST, InvalidChannel, agent_channel, session_channel
 from realtime.envelope import InvalidEvent
 from realtime.errors import ApiError, error_body
-from realtime.limits import STREAMS_RETRY_AFTER, TooManyStreams
+from realtime.limits import TooManyStreams
 from realtime.stream import SSEConnection
 
 logger = logging.getLogger(__name__)
-
-# Open streams in this process (SSE_MAX_CONNECTIONS applies to it).
-open_streams = 0
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:
@@ -101,7 +98,6 @@ class SSEConsumer(AsyncHttpConsumer):
             pass
 
     async def serve(self, receive: Any, send: Any) -> None:
-        global open_streams
         if not await self._read_request(receive):
             return
         if self.scope.get("method") != "GET":
@@ -112,12 +108,6 @@ class SSEConsumer(AsyncHttpConsumer):
         except ApiError as error:
             await self._error(error)
             return
-        if open_streams >= settings.SSE_MAX_CONNECTIONS:
-            limit = settings.SSE_MAX_CONNECTIONS
-            await self._error(
-                ApiError(429, f"this server holds its limit of {limit} streams", retry_after=STREAMS_RETRY_AFTER)
-            )
-            return
         if not shutdown.installed:
             # Once per process, from inside daphne's running reactor: SIGTERM then ends every
             # stream with the chunked terminator instead of cutting it (realtime.shutdown).
@@ -126,11 +116,11 @@ class SSEConsumer(AsyncHttpConsumer):
         connection = SSEConnection(send, channels)
         guard = layer.hub.guard
         try:
+            # SSE_MAX_CONNECTIONS, the person's and the identity's share (realtime.limits).
             await guard.admit(connection, owner_of(principal, self.scope, channels))
         except TooManyStreams as exc:
             await self._error(ApiError(429, str(exc), retry_after=exc.retry_after))
             return
-        open_streams += 1
         try:
             # Never fails because of Redis: while it is unreachable the stream opens degraded.
             opening = await open_subscription(layer, connection, channels, last_id)
@@ -156,7 +146,6 @@ class SSEConsumer(AsyncHttpConsumer):
                 if present is not None:
                     layer.hub.presence.disconnected(present)
         finally:
-            open_streams -= 1
             await layer.hub.remove(connection)
             connection.close()
             await guard.release(connection)

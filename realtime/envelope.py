@@ -51,6 +51,10 @@ class EventTooLarge(InvalidEvent):
     """An envelope over MAX_ENVELOPE_BYTES."""
 
 
+class SourceNotAllowed(InvalidEvent):
+    """The type/source table does not let this source publish this type (403 over HTTP)."""
+
+
 class InvalidJSON(InvalidEvent):
     """Input that is not JSON the product can handle (see `load_json`)."""
 
@@ -69,12 +73,18 @@ def format_event_id(ms: int, seq: int) -> str:
     return f"{ms}-{seq}"
 
 
+def check_timestamp(stamp: object) -> None:
+    """A timestamp is a finite number of seconds (not a bool, which Python counts as an int)."""
+    if isinstance(stamp, bool) or not isinstance(stamp, (int, float)) or not math.isfinite(stamp):
+        raise InvalidEvent("timestamp must be a number of seconds")
+
+
 def check_source(event_type: object, source: object) -> None:
     if not isinstance(event_type, str) or event_type not in ALLOWED_SOURCES:
         raise InvalidEvent(f"unknown event type {str(event_type)[:40]!r}; known: {', '.join(sorted(ALLOWED_SOURCES))}")
     if not isinstance(source, str) or source not in ALLOWED_SOURCES[event_type]:
         allowed = ", ".join(sorted(ALLOWED_SOURCES[event_type]))
-        raise InvalidEvent(f"source {str(source)[:40]!r} may not publish {event_type} (allowed: {allowed})")
+        raise SourceNotAllowed(f"source {str(source)[:40]!r} may not publish {event_type} (allowed: {allowed})")
 
 
 def dumps(value: Any) -> str:
@@ -107,8 +117,7 @@ def draft(channel: str, event_type: str, payload: Any, source: str, timestamp: f
         raise InvalidEvent(f"the payload nests deeper than {MAX_DEPTH} levels")
     stamp = time.time() if timestamp is None else timestamp
     # The receivers' rule (parse_incoming): an event they would drop must not be published.
-    if isinstance(stamp, bool) or not isinstance(stamp, (int, float)) or not math.isfinite(stamp):
-        raise InvalidEvent("timestamp must be a number of seconds")
+    check_timestamp(stamp)
     try:
         body = dumps({"channel": channel, "type": event_type, "payload": payload, "timestamp": stamp, "source": source})
         size = len(body.encode())  # inside the try: a lone surrogate cannot be encoded as UTF-8
@@ -241,9 +250,7 @@ def parse_incoming(raw: bytes | str, channel: str) -> dict[str, Any]:
         raise InvalidEvent(f"{event_type} is never sent over the bus")
     if not isinstance(event.get("payload"), dict):
         raise InvalidEvent("payload must be a JSON object")
-    stamp = event.get("timestamp")
-    if isinstance(stamp, bool) or not isinstance(stamp, (int, float)) or not math.isfinite(stamp):
-        raise InvalidEvent("timestamp must be a number of seconds")
+    check_timestamp(event.get("timestamp"))
     if "id" in event:
         parse_event_id(event["id"])
     if event.get("channel", channel) != channel:

@@ -7,7 +7,7 @@ import json
 from django.http import JsonResponse
 
 from realtime.channels import InvalidChannel
-from realtime.envelope import EventTooLarge, InvalidEvent
+from realtime.envelope import EventTooLarge, SourceNotAllowed
 
 REASONS = {
     400: "bad_request",
@@ -44,7 +44,7 @@ def from_validation(exc: ValueError) -> ApiError:
         return ApiError(413, str(exc))
     if isinstance(exc, InvalidChannel):
         return ApiError(400, str(exc), "invalid_channel")
-    if isinstance(exc, InvalidEvent) and str(exc).startswith("source "):
+    if isinstance(exc, SourceNotAllowed):
         return ApiError(403, str(exc), "source_not_allowed")
     return ApiError(400, str(exc), "invalid_event")
 

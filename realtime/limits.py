@@ -101,6 +101,15 @@ class RateLimited(Exception):
         self.retry_after = retry_after
 
 
+# Every stream open in this process, on every event loop: SSE_MAX_CONNECTIONS applies to it.
+_open_streams = 0
+
+
+def open_streams() -> int:
+    """How many SSE streams this process holds open."""
+    return _open_streams
+
+
 def per_process_share() -> int:
     """The most streams one identity may hold in one process: half of SSE_MAX_CONNECTIONS."""
     return max(1, int(settings.SSE_MAX_CONNECTIONS) // 2)
@@ -117,6 +126,9 @@ class StreamSlots:
 
     async def take(self, identity: str, *, person: bool) -> str:
         """A slot for one more stream of `identity`, or TooManyStreams; returns the slot's name."""
+        global _open_streams
+        if _open_streams >= settings.SSE_MAX_CONNECTIONS:
+            raise TooManyStreams(f"this server holds its limit of {settings.SSE_MAX_CONNECTIONS} streams")
         if self.local[identity] >= per_process_share():
             raise TooManyStreams(f"{identity} holds half of this server's streams, the most one identity may")
         limit = int(settings.SSE_MAX_STREAMS_PER_USER)
@@ -141,9 +153,12 @@ class StreamSlots:
                     raise TooManyStreams(f"{identity} already has {limit} open streams, the most one person may")
                 self.members.setdefault(identity, set()).add(member)
         self.local[identity] += 1
+        _open_streams += 1
         return member
 
     async def give_back(self, identity: str, member: str) -> None:
+        global _open_streams
+        _open_streams -= 1
         self.local[identity] -= 1
         if self.local[identity] <= 0:
             del self.local[identity]

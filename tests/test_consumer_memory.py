@@ -14,7 +14,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import channel_layers
 
-from realtime import bus, consumers
+from realtime import bus, limits
 from realtime.channels import BROADCAST
 from tests.support.streams import Stream, in_loop, login_cookie
 
@@ -306,27 +306,27 @@ async def test_one_heartbeat_round_reaches_every_stream_once() -> None:
 
 @in_loop
 async def test_the_stream_leaves_the_hub_when_the_client_disconnects() -> None:
-    before = consumers.open_streams
+    before = limits.open_streams()
     stream = Stream("/api/events", query=f"channel={SESSION}&channel={BROADCAST}", headers=BEARER)
     await stream.open()
     assert set(hub_subscribers()) == {SESSION, BROADCAST}
-    assert consumers.open_streams == before + 1
+    assert limits.open_streams() == before + 1
     await stream.disconnect()
     assert stream.communicator.future.done() and stream.communicator.future.exception() is None
     assert hub_subscribers() == {}
-    assert consumers.open_streams == before
+    assert limits.open_streams() == before
 
 
 @in_loop
 async def test_the_stream_leaves_the_hub_when_the_server_cancels_it() -> None:
-    before = consumers.open_streams
+    before = limits.open_streams()
     stream = Stream("/api/sessions/user_123_abc/events", headers=BEARER)
     await stream.open()
     stream.communicator.future.cancel()
     with pytest.raises(asyncio.CancelledError):
         await stream.communicator.future
     assert hub_subscribers() == {}
-    assert consumers.open_streams == before
+    assert limits.open_streams() == before
 
 
 @in_loop

@@ -44,23 +44,40 @@ def test_the_bucket_refills_at_the_rate(settings: Any, monkeypatch: pytest.Monke
         rate.take("ai_chatbot")
 
 
-def test_stream_slots_per_person_and_per_process_share(settings: Any) -> None:
+def test_stream_slots_per_person_per_identity_and_per_process(settings: Any) -> None:
+    from realtime.limits import open_streams
+
     settings.SSE_MAX_STREAMS_PER_USER = 2
-    settings.SSE_MAX_CONNECTIONS = 6
+    settings.SSE_MAX_CONNECTIONS = 8
+    before = open_streams()
 
     async def scenario() -> None:
         slots = StreamSlots()
-        first = await slots.take("user:ana", person=True)
-        await slots.take("user:ana", person=True)
-        with pytest.raises(TooManyStreams):
-            await slots.take("user:ana", person=True)
-        await slots.take("user:bea", person=True)
-        await slots.give_back("user:ana", first)
-        await slots.take("user:ana", person=True)
-        # A service is not a person, but holds at most half of the process.
-        for _ in range(3):
-            await slots.take("service:crm", person=False)
-        with pytest.raises(TooManyStreams, match="half of this server"):
-            await slots.take("service:crm", person=False)
+        held: list[tuple[str, str]] = []
+
+        async def take(identity: str, person: bool = True) -> None:
+            held.append((identity, await slots.take(identity, person=person)))
+
+        try:
+            await take("user:ana")
+            await take("user:ana")
+            with pytest.raises(TooManyStreams, match="the most one person may"):
+                await take("user:ana")
+            await take("user:bea")
+            await slots.give_back(*held.pop(0))
+            await take("user:ana")
+            # A service is not a person, but holds at most half of the process.
+            for _ in range(4):
+                await take("service:crm", person=False)
+            with pytest.raises(TooManyStreams, match="half of this server"):
+                await take("service:crm", person=False)
+            assert open_streams() == before + 7
+            await take("user:cat")
+            with pytest.raises(TooManyStreams, match="its limit of 8 streams"):
+                await take("user:dan")
+        finally:
+            for identity, member in held:
+                await slots.give_back(identity, member)
 
     asyncio.run(scenario())
+    assert open_streams() == before

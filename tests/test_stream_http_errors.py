@@ -9,7 +9,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 
-from realtime import bus, consumers
+from realtime import bus, limits
 from tests.support.streams import Stream, in_loop, login_cookie
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_layer", "keep_the_test_database_connection")]
@@ -26,7 +26,7 @@ def service_tokens(settings: Any) -> None:
 async def refused(stream: Stream, status: int, error: str, detail: str = "") -> dict[str, Any]:
     """Open `stream`, expect a complete JSON error response, and no trace in the hub."""
     hub = bus.get_layer().hub
-    before = consumers.open_streams
+    before = limits.open_streams()
     subscribers = {channel: set(members) for channel, members in hub.subscribers.items()}
     assert await stream.open() == status, stream.raw
     assert stream.finished
@@ -35,7 +35,7 @@ async def refused(stream: Stream, status: int, error: str, detail: str = "") -> 
     assert detail in body["detail"]
     await stream.communicator.wait()
     assert hub.subscribers == subscribers
-    assert consumers.open_streams == before
+    assert limits.open_streams() == before
     return body
 
 
@@ -67,7 +67,7 @@ async def test_the_channel_limit_follows_its_setting(settings: Any) -> None:
 
 @in_loop
 async def test_a_stream_past_the_connection_limit_is_refused(settings: Any) -> None:
-    settings.SSE_MAX_CONNECTIONS = consumers.open_streams + 1
+    settings.SSE_MAX_CONNECTIONS = limits.open_streams() + 1
     first = Stream("/api/broadcast/events", headers=BEARER)
     assert await first.open() == 200
     await refused(Stream("/api/broadcast/events", headers=BEARER), 429, "too_many", "streams")
