@@ -6,6 +6,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from realtime.errors import error_body
+from realtime.stream import PASSES_BODY_TO
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -67,6 +68,8 @@ class BodyLimitMiddleware:
                 started = True
             await send(message)
 
+        # It acts on http.response.start only: streams behind it keep the direct writes.
+        setattr(tracking_send, PASSES_BODY_TO, send)
         await self.app(scope, limited_receive, tracking_send)
         if overflow and not started:
             await self.refuse(send)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import sys
 import types
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any
@@ -57,31 +58,39 @@ def _finish(coro: Any, yielded: Any) -> Generator[Any, Any, None]:
                 return
 
 
+# The attribute an ASGI `send` wrapper sets to say "I pass `http.response.body` messages on
+# untouched; the send I wrap is this". realtime.middleware's body limit sets it.
+PASSES_BODY_TO = "sse_passes_body_to"
+
+
 def _daphne_request(send: Any) -> Any | None:
     """The daphne request behind an ASGI `send`, or None.
 
     Only wrappers known to pass `http.response.body` messages on untouched are looked
-    through (channels' session middleware, realtime's body-limit middleware); any other
-    wrapper may do something with body messages, so its stream keeps the ASGI path.
+    through: channels' session middleware (it acts on `http.response.start` only) and any
+    wrapper marked with PASSES_BODY_TO. Any other wrapper may do something with body
+    messages, so its stream keeps the ASGI path.
     """
+    from channels.sessions import InstanceSessionWrapper
+
+    # Looked up, not imported: importing daphne.server installs Twisted's reactor, which only
+    # daphne itself may do. Not loaded means not under daphne.
+    server = sys.modules.get("daphne.server")
+    if server is None:
+        return None
     for _ in range(8):
         if isinstance(send, functools.partial):
-            func = send.func
-            owner = getattr(func, "__self__", None)
-            if (
-                getattr(func, "__name__", "") == "handle_reply"
-                and type(owner).__module__ == "daphne.server"
-                and len(send.args) == 1
-            ):
+            owner = getattr(send.func, "__self__", None)
+            if isinstance(owner, server.Server) and send.func.__name__ == "handle_reply" and len(send.args) == 1:
                 return send.args[0]  # daphne: partial(Server.handle_reply, protocol)
             return None
         owner = getattr(send, "__self__", None)
-        if owner is not None and type(owner).__qualname__ == "InstanceSessionWrapper":
-            send = owner.real_send  # channels.sessions: acts on http.response.start only
+        if isinstance(owner, InstanceSessionWrapper):
+            send = owner.real_send
             continue
-        if getattr(send, "__qualname__", "") == "BodyLimitMiddleware.__call__.<locals>.tracking_send":
-            code, cells = send.__code__, send.__closure__
-            send = cells[code.co_freevars.index("send")].cell_contents  # acts on http.response.start only
+        inner = getattr(send, PASSES_BODY_TO, None)
+        if inner is not None:
+            send = inner
             continue
         return None
     return None
@@ -126,7 +135,9 @@ class DirectWriter:
     def for_send(cls, send: Any) -> DirectWriter | None:
         """A writer for the response behind `send`, if it is a plain-TCP daphne HTTP/1.x response."""
         request = _daphne_request(send)
-        if request is None or type(request).__module__ not in ("daphne.http_protocol", "realtime.http_guard"):
+        protocol = sys.modules.get("daphne.http_protocol")
+        # realtime.http_guard's request is a WebRequest too.
+        if request is None or protocol is None or not isinstance(request, protocol.WebRequest):
             return None
         channel = getattr(request, "channel", None)
         transport = getattr(channel, "transport", None)

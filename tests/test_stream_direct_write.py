@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from twisted.web.http import toChunk
 
-from realtime import bus, consumers
+from realtime import bus, limits
 from realtime.stream import DirectWriter, _chunk, _daphne_request
-from tests.support.procs import Daphne, SSEClient, request, wait_until
+from tests.support.procs import SERVICE_TOKEN, Daphne, SSEClient, request, wait_until
 from tests.support.streams import Stream, in_loop, login_cookie
 
 TOKEN = "direct-write-test-token-0123456789"
@@ -73,7 +73,7 @@ def test_streams_on_daphne_write_directly_and_arrive_as_whole_frames(daphne_pair
 @in_loop
 async def test_a_stream_the_hub_closes_ends_its_response_and_leaves_the_hub(settings: Any, fresh_layer: Any) -> None:
     settings.SERVICE_TOKENS = {TOKEN: "ai_chatbot"}
-    before = consumers.open_streams
+    before = limits.open_streams()
     stream = Stream("/api/broadcast/events", headers=BEARER)
     assert await stream.open() == 200
     (connection,) = bus.get_layer().hub.subscribers["sse:broadcast"]
@@ -83,7 +83,7 @@ async def test_a_stream_the_hub_closes_ends_its_response_and_leaves_the_hub(sett
     await stream.communicator.wait(2)
     assert stream.communicator.future.exception() is None
     assert bus.get_layer().hub.subscribers == {}
-    assert consumers.open_streams == before
+    assert limits.open_streams() == before
 
 
 @pytest.mark.django_db
@@ -113,3 +113,38 @@ def test_only_a_bodiless_http1_get_or_head_skips_the_body_limit() -> None:
     assert _may_have_body(scope("GET", headers=[(b"transfer-encoding", b"chunked")]))
     assert _may_have_body(scope("GET", "2"))
     assert _may_have_body(scope("POST"))
+
+
+@pytest.mark.parametrize("kind", ["token", "cookie", "through the body limit"])
+def test_every_recognised_wrapper_keeps_the_direct_path_on_daphne(
+    daphne_pair: tuple[Daphne, Daphne], redis_env: dict[str, str], kind: str
+) -> None:
+    """One test per wrapper the fast path looks through: daphne's own send, channels' session
+    middleware (cookie streams) and the body-limit middleware (a GET that declares a body,
+    even an empty one, goes through it). Each must still count as a direct stream."""
+    from tests.support.sessions import create_agents, login
+
+    a, _ = daphne_pair
+    headers: dict[str, str] = {}
+    token: str | None = SERVICE_TOKEN
+    if kind == "cookie":
+        create_agents(redis_env, "direct_ana")
+        token, headers = None, {"Cookie": login(a.url, "direct_ana").cookie}
+    elif kind == "through the body limit":
+        headers = {"Content-Length": "0"}
+
+    def direct_streams() -> int:
+        _, health = request("GET", a.url + "/healthz", token=None)
+        return int(health["counters"].get("direct_streams", 0))
+
+    before = direct_streams()
+    client = SSEClient(a.url, "/api/broadcast/events", token=token, headers=headers).wait_open()
+    try:
+        status, body = request(
+            "POST", a.url + "/api/publish", {"channel": "sse:broadcast", "type": "new_message", "payload": {}}
+        )
+        assert status == 202, body
+        client.wait_for(lambda e: e.id == body["id"])
+        assert direct_streams() == before + 1, f"a {kind} stream took the ASGI path"
+    finally:
+        client.close()
