@@ -7,7 +7,7 @@ PORT ?= 8000
 DEMO_AGENT ?= agent_demo
 DEMO_SUPERVISOR ?= supervisor_demo
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test test-deps lint bench clean
 
 $(BIN)/activate: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,20 @@ run: install
 			$(BIN)/daphne -b $(HOST) -p $(PORT) sse_project.asgi:application; \
 	fi
 
-test: install
+# The tests start their own redis-server and drive Debian's chromium. Where this machine can
+# install them (root with apt-get), `make test` does; elsewhere it stops at once and says how.
+test-deps:
+	@command -v redis-server >/dev/null 2>&1 && { command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ]; } || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "Installing redis-server and chromium for the tests (apt-get)..."; \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server chromium >/dev/null; \
+		else \
+			echo "The tests need redis-server and Debian's chromium: sudo apt-get install -y redis-server chromium" >&2; \
+			exit 1; \
+		fi; }
+
+test: install test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
