@@ -1,7 +1,7 @@
 """What the bus takes from its libraries beyond their documented API, checked against the pinned
 versions: an upgrade that changes any of it fails here, loudly, instead of in production.
 
-- channels-redis: realtime/layers.py subclasses its pub/sub layer and relies on
+- channels-redis: realtime/redis_layer.py subclasses its pub/sub layer and relies on
   `RedisPubSubChannelLayer._get_layer`, `._layers`, `._args`, `._kwargs`,
   `RedisPubSubLoopLayer._get_group_channel_name` and `channels_redis.utils._wrap_close`.
 - redis-py: the link (realtime/link.py) drains a burst with async `get_message(timeout=0)`,
