@@ -53,14 +53,20 @@ test-deps:
 test: install test-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: install
+# eslint for the pages' JavaScript, from npm (package-lock.json); the pages need no build step.
+node_modules/.package-lock.json: package.json package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "make lint needs Node.js and npm: sudo apt-get install -y nodejs npm" >&2; exit 1; }
+	npm ci --no-audit --no-fund --silent
+
+lint: install node_modules/.package-lock.json
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+	npx --no-install eslint static/js
 
 bench: install
 	$(BIN)/pip install --quiet -r bench/requirements.txt
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) staticfiles .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules staticfiles .mypy_cache .ruff_cache

@@ -55,7 +55,12 @@ def _config(request: HttpRequest, **extra: Any) -> dict[str, Any]:
         "urls": {
             "login": settings.LOGIN_URL,
             # A cheap authenticated GET: tells a page whose stream failed whether it must sign in again.
-            "probe": "/api/presence",
+            "probe": reverse("presence"),
+            "presence": reverse("presence"),
+            "sessions": reverse("session-list"),
+            # With "__name__" in place of a session's name (Live.sessionUrl fills it in).
+            "session": reverse("session-detail", args=["__name__"]),
+            "streams": "/api/events",  # an ASGI route (realtime/routing.py), not a Django URL
             "feed": reverse("dashboard_feed"),
             "session_page": reverse("session_page", args=["__name__"]),
         },

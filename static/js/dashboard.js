@@ -11,7 +11,7 @@
     agent_left: "left", new_message: "message",
   };
   // Presence has no events of its own (a stream opening is not an event): ask every few seconds.
-  const PRESENCE_POLL_MS = config.presence_poll_ms || 5000;
+  const PRESENCE_POLL_MS = 5000;
 
   const state = {
     sessions: new Map(), // name -> {name, status, agent, reason, since}
@@ -26,7 +26,7 @@
     try {
       const saved = JSON.parse(localStorage.getItem("dashboard.feedTypes"));
       if (Array.isArray(saved)) return saved.filter((t) => FEED_TYPES.includes(t));
-    } catch (err) { /* fall through */ }
+    } catch { /* fall through */ }
     // Chat messages are many and mostly routine: off until the supervisor asks for them.
     return FEED_TYPES.filter((t) => t !== "new_message");
   }
@@ -119,7 +119,7 @@
 
   async function pollPresence() {
     try {
-      const body = await Live.get("/api/presence");
+      const body = await Live.get(config.urls.presence);
       state.agents = body.agents.slice().sort((a, b) => a.agent.localeCompare(b.agent));
       renderAgents();
     } catch (err) {
@@ -220,38 +220,26 @@
 
   function onEvent(event) {
     feedAdd(event);
-    const p = event.payload || {};
-    const d = p.data || {};
-    const name = p.session_name;
-    if (!name) return;
-    const at = Live.toLocalMs(event.timestamp * 1000);
-    switch (event.type) {
-      case "transfer_request":
-        upsert(name, { status: "waiting_agent", agent: null, reason: d.reason || "", since: at });
-        break;
-      case "status_change":
-        if (p.status === "closed") {
-          // Counted only when it was open here: a close the snapshot already counted is not.
-          if (state.sessions.delete(name)) state.closed += 1;
-        } else if (state.sessions.get(name)?.status !== p.status) {
-          upsert(name, { status: p.status, agent: d.agent ?? null, since: at });
-        }
-        break;
-      case "agent_joined":
-        if (state.sessions.get(name)?.status !== "agent_handling") upsert(name, { status: "agent_handling", agent: d.agent, since: at });
-        break;
-      case "agent_left":
-        if (state.sessions.get(name)?.status !== "waiting_agent") upsert(name, { status: "waiting_agent", agent: null, since: at });
-        break;
-      default:
-        return;
+    const change = Live.sessionChange(event);
+    if (!change) return;
+    const { name, status, at } = change;
+    const known = state.sessions.get(name);
+    if (event.type === "transfer_request") {
+      upsert(name, { status, agent: null, reason: change.reason, since: at });
+    } else if (status === "closed") {
+      // Counted only when it was open here: a close the snapshot already counted is not.
+      if (state.sessions.delete(name)) state.closed += 1;
+    } else if (known?.status !== status) {
+      upsert(name, { status, agent: change.agent ?? null, since: at });
+    } else {
+      return;
     }
     renderSessions();
     renderAgents();
   }
 
   async function snapshot() {
-    const [feed, sessions] = await Promise.all([Live.get(config.urls.feed), Live.get("/api/sessions")]);
+    const [feed, sessions] = await Promise.all([Live.get(config.urls.feed), Live.get(config.urls.sessions)]);
     state.sessions.clear();
     for (const session of sessions.sessions) {
       if (session.status !== "closed") state.sessions.set(session.name, fromSession(session));

@@ -71,11 +71,11 @@
         method, headers, credentials: "same-origin", cache: "no-store",
         body: body === undefined ? undefined : JSON.stringify(body),
       });
-    } catch (err) {
+    } catch {
       throw new ApiError(0, null);
     }
     let data = null;
-    try { data = await response.json(); } catch (err) { data = null; }
+    try { data = await response.json(); } catch { data = null; }
     if (response.status === 401) {
       // The login expired: go and sign in again, then come back here.
       window.location.assign(Live.config.urls.login + "?next=" + encodeURIComponent(location.pathname + location.hash));
@@ -87,7 +87,7 @@
   Live.post = (url, body) => request("POST", url, body === undefined ? {} : body);
 
   Live.sessionUrl = (name, action) =>
-    "/api/sessions/" + encodeURIComponent(name) + (action ? "/" + action : "");
+    Live.config.urls.session.replace("__name__", encodeURIComponent(name)) + (action ? "/" + action : "");
 
   // --- ids and time -----------------------------------------------------------------
 
@@ -168,6 +168,33 @@
     const channel = String(event.channel || "");
     if (!channel.startsWith("sse:session:")) return true;
     return payload.session_name === channel.slice("sse:session:".length);
+  };
+
+  /**
+   * What an event says about its session's state, the one reading every page uses, or null
+   * when it says nothing about it: `{name, status, agent, reason, at}`. `agent` is undefined
+   * when the event does not say (a status_change without data.agent), `reason` when it is not
+   * an escalation; `at` is the event's time on this browser's clock (ms).
+   */
+  Live.sessionChange = function (event) {
+    const payload = event && event.payload ? event.payload : {};
+    const data = payload.data || {};
+    const name = payload.session_name;
+    if (typeof name !== "string" || !name) return null;
+    const at = Live.toLocalMs(event.timestamp * 1000);
+    switch (event.type) {
+      case "transfer_request":
+        return { name, status: "waiting_agent", agent: null, reason: data.reason || "", at };
+      case "status_change":
+        if (typeof payload.status !== "string") return null;
+        return { name, status: payload.status, agent: "agent" in data ? data.agent : undefined, reason: undefined, at };
+      case "agent_joined":
+        return { name, status: "agent_handling", agent: data.agent ?? null, reason: undefined, at };
+      case "agent_left": // the contract: leaving puts the session back in the queue
+        return { name, status: "waiting_agent", agent: null, reason: undefined, at };
+      default:
+        return null;
+    }
   };
 
   /** The stable id of the chat message an event carries (new_message only), or null. */
@@ -429,7 +456,7 @@
       const params = new URLSearchParams();
       for (const channel of this.channels()) params.append("channel", channel);
       if (this.lastId) params.set("last_event_id", this.lastId);
-      return "/api/events?" + params.toString();
+      return Live.config.urls.streams + "?" + params.toString();
     }
 
     open() {
@@ -474,7 +501,7 @@
       let event;
       try {
         event = JSON.parse(message.data);
-      } catch (err) {
+      } catch {
         console.warn("unreadable event", message.data);
         return;
       }

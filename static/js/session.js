@@ -34,23 +34,18 @@
 
   function onEvent(event) {
     transcript.add(event);
-    const p = event.payload || {};
-    const d = p.data || {};
-    if (!session) return;
-    const now = new Date(Live.toLocalMs(event.timestamp * 1000)).toISOString();
-    if (event.type === "status_change" && p.status) {
-      session.status = p.status;
-      if (p.status === "closed") session.closed_at = now;
-      if (p.status === "waiting_agent") session.escalated_at = now;
-      if ("agent" in d) session.agent = d.agent;
-    } else if (event.type === "agent_joined") {
-      Object.assign(session, { status: "agent_handling", agent: d.agent, accepted_at: now });
-    } else if (event.type === "agent_left") {
-      Object.assign(session, { status: "waiting_agent", agent: null });
-    } else if (event.type === "transfer_request" && d.reason) {
-      session.reason = d.reason;
+    const change = Live.sessionChange(event);
+    if (!session || !change || change.name !== session.name) return;
+    const now = new Date(change.at).toISOString();
+    if (event.type === "transfer_request") {
+      if (!change.reason) return;
+      session.reason = change.reason;
     } else {
-      return;
+      session.status = change.status;
+      if (change.status === "closed") session.closed_at = now;
+      if (change.status === "waiting_agent" && event.type === "status_change") session.escalated_at = now;
+      if (event.type === "agent_joined") session.accepted_at = now;
+      if (change.agent !== undefined) session.agent = change.agent;
     }
     renderFacts();
   }

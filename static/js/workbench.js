@@ -184,20 +184,14 @@
     const name = payload.session_name;
     if (state.open && event.channel === "sse:session:" + state.open) transcript.add(event);
     if (!name) return;
+    const change = Live.sessionChange(event);
+    if (change && event.type === "transfer_request") {
+      queueAdd(name, change.reason, change.at, true);
+      if (state.open === name && state.openSession && change.reason) state.openSession.reason = change.reason;
+    } else if (change) {
+      applyStatus(name, change.status, change.agent ?? null, event);
+    }
     switch (event.type) {
-      case "transfer_request":
-        queueAdd(name, data.reason, Live.toLocalMs(event.timestamp * 1000), true);
-        if (state.open === name && state.openSession && data.reason) state.openSession.reason = data.reason;
-        break;
-      case "status_change":
-        applyStatus(name, payload.status, data.agent ?? null, event);
-        break;
-      case "agent_joined":
-        applyStatus(name, "agent_handling", data.agent, event);
-        break;
-      case "agent_left":
-        applyStatus(name, payload.status || "waiting_agent", null, event);
-        break;
       case "new_message":
         if (name !== state.open && state.mine.has(name) && data.sender !== "agent" && event.channel !== "sse:broadcast") {
           // A message replayed after an outage (another event id, or first none) counts once.
@@ -216,8 +210,8 @@
 
   async function snapshot() {
     const [queue, mine] = await Promise.all([
-      Live.get("/api/sessions?status=waiting_agent"),
-      Live.get("/api/sessions?status=agent_handling&agent=" + encodeURIComponent(me)),
+      Live.get(Live.config.urls.sessions + "?status=waiting_agent"),
+      Live.get(Live.config.urls.sessions + "?status=agent_handling&agent=" + encodeURIComponent(me)),
     ]);
     state.queue.clear();
     $("queue").replaceChildren();
