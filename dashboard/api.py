@@ -1,4 +1,4 @@
-"""JSON endpoints of the sessions (README "Sessions and the handoff").
+"""JSON endpoints of the sessions (docs/sessions.md).
 
 Thin: each view checks the body's shape, calls one function of `dashboard.services` and
 turns its outcome or refusal into JSON. Authentication, CSRF and the error shape come from

@@ -35,8 +35,8 @@ class ChatSessionQuerySet(models.QuerySet["ChatSession"]):
         return self.filter(status=Status.WAITING_AGENT).order_by("escalated_at", "pk")
 
     def ordered_for(self, status: str | None, limit: int) -> list[ChatSession]:
-        """The listing of GET /api/sessions, at most `limit` rows, limited in SQL: see README
-        "Sessions and the handoff" for the orders."""
+        """The listing of GET /api/sessions, at most `limit` rows, limited in SQL: see
+        docs/sessions.md for the orders."""
         base = self.select_related("agent")
         if status == Status.WAITING_AGENT:
             return list(base.queue()[:limit])
@@ -97,7 +97,7 @@ class ChatSession(models.Model):
         return max(0.0, ((now or timezone.now()) - self.escalated_at).total_seconds())
 
     def to_json(self, now: datetime | None = None) -> dict[str, Any]:
-        """The session object of the API (README "Sessions and the handoff")."""
+        """The session object of the API (docs/sessions.md)."""
         return {
             **self.state_json(),
             "waiting_seconds": self.waiting_seconds(now),

@@ -21,7 +21,7 @@ from realtime.routing import sse_urlpatterns  # noqa: E402
 # The pages' CSS and JavaScript are served by the process itself (no CDN, no separate web server needed).
 django_and_static: Any = ASGIStaticFilesHandler(django_asgi_app)
 routes = [*sse_urlpatterns, re_path(r"", django_and_static)]
-# with_simulator: SIMULATE_CHATBOT on the in-memory layer plays the chatbot in this process (README "The demo").
+# with_simulator: SIMULATE_CHATBOT on the in-memory layer plays the chatbot in this process (docs/pages.md "The demo").
 application = with_simulator(ProtocolTypeRouter({"http": BodyLimitMiddleware(URLRouter(routes))}))
 
 # Under daphne, bodies over the limit are refused before they are read, and a request must

@@ -1,7 +1,8 @@
 """Settings for the customer-service realtime product: one module, driven by the environment.
 
-Every variable is read through the typed helpers in `sse_project.env`; see the README's
-configuration table for what each one means.
+Every variable is read through the typed helpers in `sse_project.env`; docs/bus.md section 8
+(the bus, security), docs/pages.md (the pages and the demo) and docs/deploy/helpdesk.env say
+what each one means.
 """
 
 from __future__ import annotations
@@ -211,7 +212,7 @@ else:
 # about as long as people wait in a chat before they give up.
 QUEUE_SLA_SECONDS = envint("QUEUE_SLA_SECONDS", 60, minimum=1, maximum=86_400)
 # `make run` sets this: play the ai_chatbot inside the server process (in-memory layer only;
-# with Redis run `manage.py simulate_chatbot` as its own process). See README "The demo".
+# with Redis run `manage.py simulate_chatbot` as its own process). See docs/pages.md "The demo".
 SIMULATE_CHATBOT = envbool("SIMULATE_CHATBOT", False)
 
 # --- HTTPS and what browsers are told (docs/operations.md) --------------------------------

@@ -26,7 +26,7 @@ urlpatterns = [
     path("api/publish", realtime_views.publish, name="publish"),
     path("api/presence", realtime_views.presence, name="presence"),
     path("healthz", realtime_views.healthz, name="healthz"),
-    # Sessions and the handoff (README "Sessions and the handoff")
+    # Sessions and the handoff (docs/sessions.md)
     path("api/manual/escalate", api.escalate, name="session-escalate"),
     path("api/sessions", api.session_list, name="session-list"),
     path("api/sessions/<str:name>", api.session_detail, name="session-detail"),

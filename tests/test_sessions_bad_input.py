@@ -1,7 +1,7 @@
 """Bad input is refused whole: 400/401/403/404/405/409, and a refused command changes no row
 and publishes nothing.
 
-Unknown fields are refused (400), not ignored: see README "Sessions and the handoff".
+Unknown fields are refused (400), not ignored: see docs/sessions.md.
 """
 
 import json
