@@ -15,6 +15,9 @@ session's `last_event_id` is recorded and the session keys in Redis are rewritte
 
 A command's session-channel events are also stored in the record (`dashboard.record`), in the
 same transaction: the conversation is in the database whatever happens to Redis.
+
+(Just over 400 lines: the state machine and its input checks, one owner for every change
+of a session; the Redis copy of the session keys lives in dashboard/session_keys.py.)
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ it one step at a time with a fake clock and a fake publisher.
 With Redis it runs as its own process (the cross-process story). On the in-memory layer
 events never leave a process, so `make run` (SIMULATE_CHATBOT=true) runs it inside the
 daphne process instead: `with_simulator` wraps the ASGI app and starts it on the first request.
+
+(Over 400 lines on purpose: one stand-in for the chatbot, demo-only, kept whole so that its
+script of a conversation reads top to bottom.)
 """
 
 from __future__ import annotations

@@ -62,117 +62,123 @@ def _peer(channel: Any) -> str:
         return "?"
 
 
+def _arm(channel: Any) -> None:
+    """Start the deadline for the next whole request on this connection."""
+    _disarm(channel)
+    channel._sse_request_deadline = _reactor().callLater(_installed["request_seconds"], _too_slow, channel)
+
+
+def _disarm(channel: Any) -> None:
+    deadline = getattr(channel, "_sse_request_deadline", None)
+    if deadline is not None and deadline.active():
+        deadline.cancel()
+    channel._sse_request_deadline = None
+
+
+def _too_slow(channel: Any) -> None:
+    channel._sse_request_deadline = None
+    transport = getattr(channel, "transport", None)
+    if transport is None or getattr(transport, "disconnected", True):
+        return
+    seconds = _installed["request_seconds"]
+    logger.info("closed a connection that sent no whole request in %ss, from %s", seconds, _peer(channel))
+    transport.write(_raw_response(408, "Request Timeout", "the request took too long to arrive"))
+    transport.loseConnection()
+    _reactor().callLater(LINGER_SECONDS, _abort, transport)
+
+
+class _Guard:
+    """Mixed into daphne's request class by `install()`: the body limit and the deadline.
+    Twisted's names (gotLength, ...) are the ones it calls; everything of ours starts _sse_."""
+
+    _sse_refused = False
+    _sse_received = 0
+    channel: Any
+    content: Any
+    finished: Any
+    _disconnected: bool
+
+    def gotLength(self, length: int | None) -> None:  # noqa: N802 - Twisted's name
+        if length is not None and length > _installed["limit"]:
+            self._sse_refuse()
+            return
+        # At most the limit, so always in memory (Twisted spools 100 kB and more to disk).
+        self.content = io.BytesIO()
+
+    def handleContentChunk(self, data: bytes) -> None:  # noqa: N802 - Twisted's name
+        if self._sse_refused:
+            return  # read and dropped
+        self._sse_received += len(data)
+        if self._sse_received > _installed["limit"]:
+            self._sse_refuse()
+            return
+        self.content.write(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:  # noqa: N802
+        channel = self.channel
+        if self._sse_refused:
+            # The whole oversized body came in and was dropped: close the usual way, so a
+            # client that sends everything before it reads still reads the 413 (an abort
+            # would reset the connection and discard the answer on the client's side).
+            channel.transport.loseConnection()
+            return
+        _disarm(channel)
+        super().requestReceived(command, path, version)  # type: ignore[misc]
+
+    def finish(self) -> None:
+        channel = self.channel
+        if channel is not None and channel.persistent and not self._disconnected and not self.finished:
+            # The next request on this connection gets the same deadline. Armed before
+            # finishing: finishing may go straight on to a pipelined request, whose arrival
+            # disarms it again.
+            _arm(channel)
+        super().finish()  # type: ignore[misc]
+
+    def connectionLost(self, reason: Any) -> None:  # noqa: N802 - Twisted's name
+        if self.channel is not None:
+            _disarm(self.channel)
+        super().connectionLost(reason)  # type: ignore[misc]
+
+    def _sse_refuse(self) -> None:
+        self._sse_refused = True
+        self.content = io.BytesIO()
+        channel = self.channel
+        _disarm(channel)
+        channel.persistent = False
+        transport = channel.transport
+        limit = _installed["limit"]
+        logger.info("refused a request body over %d bytes from %s", limit, _peer(channel))
+        transport.write(_raw_response(413, "Content Too Large", f"the request body is over {limit} bytes"))
+        transport.loseWriteConnection()
+        _reactor().callLater(LINGER_SECONDS, _abort, transport)
+
+
 def install(limit: int, request_seconds: float) -> bool:
     """Hook daphne's HTTP factory (once per process); False when daphne is not importable."""
     try:
         from daphne.http_protocol import HTTPFactory, WebRequest
     except ImportError:  # another ASGI server: the ASGI body-limit middleware still applies
         return False
-    if _installed:
-        _installed["limit"], _installed["request_seconds"] = limit, request_seconds
-        return True
+    first = not _installed
     _installed.update(limit=limit, request_seconds=request_seconds)
-
-    def arm(channel: Any) -> None:
-        """Start the deadline for the next whole request on this connection."""
-        disarm(channel)
-        channel._sse_request_deadline = _reactor().callLater(_installed["request_seconds"], too_slow, channel)
-
-    def disarm(channel: Any) -> None:
-        deadline = getattr(channel, "_sse_request_deadline", None)
-        if deadline is not None and deadline.active():
-            deadline.cancel()
-        channel._sse_request_deadline = None
-
-    def too_slow(channel: Any) -> None:
-        channel._sse_request_deadline = None
-        transport = getattr(channel, "transport", None)
-        if transport is None or getattr(transport, "disconnected", True):
-            return
-        logger.info(
-            "closed a connection that sent no whole request in %ss, from %s",
-            _installed["request_seconds"],
-            _peer(channel),
-        )
-        transport.write(_raw_response(408, "Request Timeout", "the request took too long to arrive"))
-        transport.loseConnection()
-        _reactor().callLater(LINGER_SECONDS, _abort, transport)
-
-    class GuardedRequest(WebRequest):
-        """daphne's request, with the body limit and the request deadline."""
-
-        _sse_refused = False
-        _sse_received = 0
-
-        def gotLength(self, length: int | None) -> None:
-            if length is not None and length > _installed["limit"]:
-                self._sse_refuse()
-                return
-            # At most the limit, so always in memory (Twisted spools 100 kB and more to disk).
-            self.content = io.BytesIO()
-
-        def handleContentChunk(self, data: bytes) -> None:
-            if self._sse_refused:
-                return  # read and dropped
-            self._sse_received += len(data)
-            if self._sse_received > _installed["limit"]:
-                self._sse_refuse()
-                return
-            self.content.write(data)
-
-        def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
-            channel = self.channel
-            if self._sse_refused:
-                # The whole oversized body came in and was dropped: close the usual way, so a
-                # client that sends everything before it reads still reads the 413 (an abort
-                # would reset the connection and discard the answer on the client's side).
-                channel.transport.loseConnection()
-                return
-            disarm(channel)
-            super().requestReceived(command, path, version)
-
-        def finish(self) -> None:
-            channel = self.channel
-            if channel is not None and channel.persistent and not self._disconnected and not self.finished:
-                # The next request on this connection gets the same deadline. Armed before
-                # finishing: finishing may go straight on to a pipelined request, whose
-                # arrival disarms it again.
-                arm(channel)
-            super().finish()
-
-        def connectionLost(self, reason: Any) -> None:
-            if self.channel is not None:
-                disarm(self.channel)
-            super().connectionLost(reason)
-
-        def _sse_refuse(self) -> None:
-            self._sse_refused = True
-            self.content = io.BytesIO()
-            channel = self.channel
-            disarm(channel)
-            channel.persistent = False
-            transport = channel.transport
-            logger.info("refused a request body over %d bytes from %s", _installed["limit"], _peer(channel))
-            transport.write(
-                _raw_response(413, "Content Too Large", f"the request body is over {_installed['limit']} bytes")
-            )
-            transport.loseWriteConnection()
-            _reactor().callLater(LINGER_SECONDS, _abort, transport)
-
+    if not first:
+        return True
+    # Made here, not at import: importing daphne's protocol module outside daphne is not free.
+    guarded = type("GuardedRequest", (_Guard, WebRequest), {"__doc__": "daphne's request, guarded."})
     original_build = HTTPFactory.buildProtocol
 
     def buildProtocol(factory: Any, addr: Any) -> Any:  # noqa: N802 - Twisted's name
         protocol = original_build(factory, addr)
         if protocol is None:
             return None
-        protocol.requestFactory = GuardedRequest
+        protocol.requestFactory = guarded
         # daphne's protocol wraps the HTTP/1.1 channel (to allow HTTP/2); the deadline and the
         # request both live on the channel.
-        arm(getattr(protocol, "_channel", protocol))
+        _arm(getattr(protocol, "_channel", protocol))
         return protocol
 
     HTTPFactory.buildProtocol = buildProtocol
-    _installed["request_class"] = GuardedRequest
+    _installed["request_class"] = guarded
     return True
 
 

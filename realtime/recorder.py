@@ -13,6 +13,9 @@ stored by the recorder instead, exactly once even when it was down for a while:
   process at a time (a lease in Redis) listens to `sse:session:*` for them.
 - On the in-memory layer, the publish path hands events straight to a queue read by a
   thread here.
+
+(Over 400 lines on purpose: the two recorders and their shared single step are one concept,
+the way session events reach the record; split, each half would need the other to be read.)
 """
 
 from __future__ import annotations
