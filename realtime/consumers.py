@@ -24,7 +24,7 @@ from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
-from realtime import shutdown, sse
+from realtime import sse
 from realtime.access import owner_of
 from realtime.auth import NotAuthenticated, Principal, may_listen, principal_from
 from realtime.bus import (
@@ -39,6 +39,7 @@ from realtime.envelope import InvalidEvent
 from realtime.errors import ApiError, error_body
 from realtime.limits import TooManyStreams
 from realtime.stream import SSEConnection
+from realtime.under_daphne import shutdown
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ class SSEConsumer(AsyncHttpConsumer):
             return
         if not shutdown.installed:
             # Once per process, from inside daphne's running reactor: SIGTERM then ends every
-            # stream with the chunked terminator instead of cutting it (realtime.shutdown).
+            # stream with the chunked terminator instead of cutting it (realtime.under_daphne.shutdown).
             shutdown.install()
         layer = get_layer()
         connection = SSEConnection(send, channels)

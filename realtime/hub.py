@@ -80,7 +80,8 @@ def reset_frame(reason: str, channel: str, **extra: Any) -> tuple[bytes, dict[st
 
 
 def freeze_startup_objects() -> None:
-    """Put everything alive before the first hub (Django, URLconf, modules) out of the GC's way.
+    """Put everything alive at start-up (Django, URLconf, modules) out of the GC's way; the
+    ASGI module calls it once the application is built.
 
     Profiled at 2500 streams per process, a full collection took 100-230 ms, mostly scanning
     objects that live as long as the process anyway; with them frozen it scans the streams'
@@ -125,7 +126,6 @@ class Hub:
         # What this process's link to the other processes is like, as its streams were told.
         self.bus_state: tuple[str, str] = (OK, "")
         self.status_changes = 0  # how often bus_state changed (a stream opening meanwhile heard it)
-        freeze_startup_objects()
         _hubs.add(self)
 
     # --- membership ---------------------------------------------------------------

@@ -6,7 +6,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from realtime.errors import error_body
-from realtime.stream import PASSES_BODY_TO
+from realtime.under_daphne.writes import PASSES_BODY_TO
 
 MAX_BODY_BYTES = 64 * 1024
 

@@ -14,9 +14,11 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from django.urls import re_path  # noqa: E402
 
 from dashboard.simulator import with_simulator  # noqa: E402
-from realtime import background, http_guard  # noqa: E402
+from realtime import background  # noqa: E402
+from realtime.hub import freeze_startup_objects  # noqa: E402
 from realtime.middleware import MAX_BODY_BYTES, BodyLimitMiddleware  # noqa: E402
 from realtime.routing import sse_urlpatterns  # noqa: E402
+from realtime.under_daphne import requests as daphne_requests  # noqa: E402
 
 # The pages' CSS and JavaScript are served by the process itself (no CDN, no separate web server needed).
 django_and_static: Any = ASGIStaticFilesHandler(django_asgi_app)
@@ -26,8 +28,12 @@ application = with_simulator(ProtocolTypeRouter({"http": BodyLimitMiddleware(URL
 
 # Under daphne, bodies over the limit are refused before they are read, and a request must
 # arrive whole within HTTP_REQUEST_SECONDS (BodyLimitMiddleware stays for other servers).
-http_guard.install(MAX_BODY_BYTES, settings.HTTP_REQUEST_SECONDS)
+daphne_requests.install(MAX_BODY_BYTES, settings.HTTP_REQUEST_SECONDS)
 
 # The outbox relay and the recorder: every server process runs them (no extra process).
 if settings.SSE_BACKGROUND:
     background.start()
+
+# Last: everything made so far lives as long as the process; keep it out of the GC's scans
+# (realtime.hub.freeze_startup_objects says what that saves).
+freeze_startup_objects()

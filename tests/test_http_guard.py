@@ -1,5 +1,5 @@
 """Over real daphne: a body over 64 KiB is refused before it is buffered (in memory or on disk),
-and a request that arrives too slowly (slowloris) is cut off. The hook is realtime/http_guard.py."""
+and a request that arrives too slowly (slowloris) is cut off. The hook is realtime/under_daphne/requests.py."""
 
 from __future__ import annotations
 

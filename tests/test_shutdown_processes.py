@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from realtime import shutdown, sse
+from realtime import sse
+from realtime.under_daphne import shutdown
 from tests.support.procs import (
     ROOT,
     Daphne,
@@ -251,7 +252,7 @@ def test_install_outside_daphne_hooks_nothing_and_importing_it_loads_no_reactor(
     # in every Django process: install() must see that it is not running and add nothing.
     out = run_python(
         "import asyncio, sys\n"
-        "from realtime import shutdown\n"
+        "from realtime.under_daphne import shutdown\n"
         "reactor = sys.modules['twisted.internet.reactor']\n"
         "async def main():\n"
         "    return [shutdown.install(), shutdown.install()]\n"
@@ -262,7 +263,7 @@ def test_install_outside_daphne_hooks_nothing_and_importing_it_loads_no_reactor(
     assert out.split() == ["[False,", "False]", "True", "False"]
     # The module itself loads no Twisted at all (a process without the daphne app has none).
     done = subprocess.run(
-        [sys.executable, "-c", "import sys, realtime.shutdown; print('twisted' in sys.modules)"],
+        [sys.executable, "-c", "import sys, realtime.under_daphne.shutdown; print('twisted' in sys.modules)"],
         cwd=ROOT,
         env=env,
         capture_output=True,

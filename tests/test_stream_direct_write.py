@@ -16,7 +16,7 @@ import pytest
 from twisted.web.http import toChunk
 
 from realtime import bus, limits
-from realtime.stream import DirectWriter, _chunk, _daphne_request
+from realtime.under_daphne.writes import DirectWriter, _chunk, _daphne_request
 from tests.support.procs import SERVICE_TOKEN, Daphne, SSEClient, request, wait_until
 from tests.support.streams import Stream, in_loop, login_cookie
 
