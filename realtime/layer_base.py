@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 
-from realtime.channels import SESSION_PREFIX, group_to_channel
+from realtime.channels import group_to_channel
 from realtime.envelope import Draft, InvalidEvent, draft, with_message_id
 from realtime.hub import Hub
 from realtime.presence import online_from_memory
@@ -48,12 +48,6 @@ def _history_size(value: int | None) -> int:
 
 def _history_ttl() -> int:
     return int(settings.SSE_HISTORY_TTL_SECONDS)
-
-
-def _recorded(channel: str) -> str:
-    """Session-channel events from the publish path go to the record stream (the recorder
-    stores them in the database); the outbox's are stored with their command already."""
-    return "1" if channel.startswith(SESSION_PREFIX) else "0"
 
 
 def merged_presence(hubs: list[Hub]) -> list[dict[str, Any]]:

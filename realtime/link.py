@@ -34,7 +34,7 @@ from realtime.envelope import InvalidEvent, parse_event_id
 from realtime.health import DEGRADED, OK, health
 from realtime.hub import all_hubs
 from realtime.redis_conn import RedisTarget
-from realtime.redis_store import CURSOR_SCRIPT, ORIGIN_KEY, SEQUENCE_KEY, read_resume
+from realtime.redis_store import CURSOR_KEYS, CURSOR_SCRIPT, ORIGIN_KEY, read_resume
 
 if TYPE_CHECKING:
     from realtime.history import Resume
@@ -239,7 +239,7 @@ class RedisLink:
         if self._cursor_script is None:
             self._cursor_script = self.commands.register_script(CURSOR_SCRIPT)
         before = await self.commands.get(ORIGIN_KEY)
-        cursor = _text(await self._cursor_script(keys=[SEQUENCE_KEY, ORIGIN_KEY]))
+        cursor = _text(await self._cursor_script(keys=list(CURSOR_KEYS)))
         origin = _text(before) if before is not None else None
         empty = origin is None or (self._origin is not None and origin != self._origin)
         self._origin = origin or _text(await self.commands.get(ORIGIN_KEY) or cursor)

@@ -12,6 +12,7 @@ from typing import Any
 
 from redis import asyncio as aioredis
 
+from realtime.channels import SESSION_PREFIX
 from realtime.envelope import with_id
 from realtime.history import ChannelHistoryState, Resume, StoredEvent, decide_resume
 
@@ -32,6 +33,30 @@ OUTBOX_DEDUPE_SECONDS = 3600
 
 def history_key(channel: str) -> str:
     return HISTORY_PREFIX + channel
+
+
+# --- how each script is called: its keys and arguments, built here only ---------------------
+
+CURSOR_KEYS = (SEQUENCE_KEY, ORIGIN_KEY)
+
+
+def publish_call(channel: str, body: str, history_size: int, ttl: int) -> tuple[list[str], list[Any]]:
+    """PUBLISH_SCRIPT's keys and arguments for one event. Session-channel events from the
+    publish path also go to the record stream (the recorder stores them in the database);
+    the outbox's are stored with their command already."""
+    recorded = "1" if channel.startswith(SESSION_PREFIX) else "0"
+    return [SEQUENCE_KEY, ORIGIN_KEY, history_key(channel), RECORD_STREAM], [channel, body, history_size, ttl, recorded]
+
+
+def publish_batch_call(
+    items: list[tuple[str, str]], batch_key: str, history_size: int, ttl: int
+) -> tuple[list[str], list[Any]]:
+    """PUBLISH_BATCH_SCRIPT's keys and arguments for a batch of (channel, body)."""
+    keys = [SEQUENCE_KEY, ORIGIN_KEY, OUTBOX_DEDUPE_PREFIX + batch_key, *(history_key(c) for c, _ in items)]
+    args: list[Any] = [history_size, ttl, OUTBOX_DEDUPE_SECONDS]
+    for channel, body in items:
+        args += [channel, body]
+    return keys, args
 
 
 _NEXT_ID = """
