@@ -90,11 +90,7 @@
     const longest = waiting.length ? now - Math.min(...waiting.map((s) => s.since)) : null;
     $("stat-longest").textContent = longest === null ? "–" : Live.duration(longest / 1000);
     $("stat-wait-card").classList.toggle("late", longest !== null && longest > SLA_MS);
-    for (const timer of document.querySelectorAll("#sessions .timer")) {
-      const waited = now - Number(timer.dataset.since);
-      timer.textContent = Live.duration(waited / 1000);
-      timer.classList.toggle("late", waited > SLA_MS);
-    }
+    for (const timer of document.querySelectorAll("#sessions .timer")) Live.showWaited(timer, Number(timer.dataset.since), now);
   }
 
   // --- agents online ---------------------------------------------------------------------------

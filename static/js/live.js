@@ -143,6 +143,16 @@
     return Date.now();
   };
 
+  /** Show in a timer node how long it has been since `sinceMs`, amber past the queue's SLA. */
+  Live.showWaited = function (node, sinceMs, now) {
+    const waited = now - sinceMs;
+    const late = waited > Live.config.sla_seconds * 1000;
+    node.textContent = Live.duration(waited / 1000);
+    node.classList.toggle("late", late);
+    node.title = late ? "Waiting longer than " + Live.config.sla_seconds + " s" : "Waiting time";
+    return waited;
+  };
+
   Live.STATUS_LABELS = {
     ai_handling: "With the bot",
     waiting_agent: "Waiting",
@@ -228,6 +238,13 @@
       this.ids.clear();
       this.messageIds.clear();
       this.own = [];
+    }
+
+    /** Show a session snapshot's events (GET /api/sessions/{name}) in place of what was there. */
+    load(events) {
+      this.clear();
+      for (const event of events) this.add(event);
+      this.node.scrollTop = this.node.scrollHeight;
     }
 
     /** Add one envelope; an event or chat message already shown is skipped. Returns true if shown. */

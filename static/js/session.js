@@ -25,9 +25,7 @@
   async function snapshot() {
     const detail = await Live.get(Live.sessionUrl(name));
     session = detail.session;
-    transcript.clear();
-    for (const event of detail.events) transcript.add(event);
-    $("transcript").scrollTop = $("transcript").scrollHeight;
+    transcript.load(detail.events);
     renderFacts();
     return detail.last_event_id;
   }

@@ -8,7 +8,6 @@
 
   const { el, $, config } = Live;
   const me = config.me;
-  const SLA_MS = config.sla_seconds * 1000;
   // Enough to recognise any message replayed after an outage; the oldest are forgotten first.
   const COUNTED_MAX = 5000;
 
@@ -77,13 +76,7 @@
 
   function tickTimers() {
     const now = Date.now();
-    for (const row of $("queue").children) {
-      const waited = now - Number(row.dataset.since);
-      const timer = row.querySelector(".timer");
-      timer.textContent = Live.duration(waited / 1000);
-      timer.classList.toggle("late", waited > SLA_MS);
-      timer.title = waited > SLA_MS ? "Waiting longer than " + config.sla_seconds + " s" : "Waiting time";
-    }
+    for (const row of $("queue").children) Live.showWaited(row.querySelector(".timer"), Number(row.dataset.since), now);
     if (state.openSession && state.openSession.status === "waiting_agent") renderPaneHead();
   }
 
@@ -210,8 +203,8 @@
 
   async function snapshot() {
     const [queue, mine] = await Promise.all([
-      Live.get(Live.config.urls.sessions + "?status=waiting_agent"),
-      Live.get(Live.config.urls.sessions + "?status=agent_handling&agent=" + encodeURIComponent(me)),
+      Live.get(config.urls.sessions + "?status=waiting_agent"),
+      Live.get(config.urls.sessions + "?status=agent_handling&agent=" + encodeURIComponent(me)),
     ]);
     state.queue.clear();
     $("queue").replaceChildren();
@@ -249,9 +242,7 @@
     const detail = await Live.get(Live.sessionUrl(name));
     if (state.open !== name) return null;
     state.openSession = detail.session;
-    transcript.clear();
-    for (const event of detail.events) transcript.add(event);
-    $("transcript").scrollTop = $("transcript").scrollHeight;
+    transcript.load(detail.events);
     if (detail.session.status === "waiting_agent") {
       queueAdd(name, detail.session.reason, Live.waitingSince(detail.session), false);
     }
@@ -387,7 +378,7 @@
   setInterval(tickTimers, 1000);
 
   const fromHash = decodeURIComponent(location.hash.slice(1));
-  if (new RegExp(Live.config.name_pattern).test(fromHash)) state.open = fromHash;
+  if (new RegExp(config.name_pattern).test(fromHash)) state.open = fromHash;
   renderPane();
   stream.start();
 })();
