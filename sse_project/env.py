@@ -12,6 +12,8 @@ from collections.abc import Mapping
 
 from django.core.exceptions import ImproperlyConfigured
 
+from realtime.channels import NAME_RULE, InvalidChannel, validate_name
+
 RESERVED_IDENTITIES = frozenset({"system", "agent_workbench"})
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -101,8 +103,10 @@ def envtokens(name: str, env: Mapping[str, str] | None = None) -> dict[str, str]
             # Without '=' the item may be the token itself: never echo it into a log.
             got = f"{identity!r}=..." if sep else "an item without '='"
             raise ImproperlyConfigured(f"{name}: expected identity=token, got {got}")
-        if not identity.replace("_", "").replace("-", "").isalnum() or not identity.isascii():
-            raise ImproperlyConfigured(f"{name}: identity {identity!r} may hold only A-Z a-z 0-9 _ -")
+        try:
+            validate_name(identity, "identity")  # the name rule: identities become event sources
+        except InvalidChannel:
+            raise ImproperlyConfigured(f"{name}: identity {identity[:80]!r} may hold only {NAME_RULE}") from None
         if identity in RESERVED_IDENTITIES:
             # These name the server and the workbench: a token holding one could forge them.
             raise ImproperlyConfigured(f"{name}: {identity!r} is reserved and cannot be a service identity")
