@@ -487,7 +487,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="N = 1000 only, short steps (1-2 minutes)")
     parser.add_argument("--systems", default="product,split,before,raw,naive")
     parser.add_argument("--modes", default="broadcast,session,command")
-    parser.add_argument("--before-ref", default=BEFORE_REF, help="the git ref the `before` system runs")
+    parser.add_argument(
+        "--before-ref", "--baseline", dest="before_ref", default=BEFORE_REF, help="the git ref the `before` system runs"
+    )
     parser.add_argument("--command-rate", type=float, default=20.0, help="commands per second in `command` mode")
     parser.add_argument("--command-sizes", default="1000", help="N for `command` mode")
     parser.add_argument("--sizes", default=None, help="comma-separated N (default 1000,5000; --quick: 1000)")
