@@ -186,7 +186,8 @@ class Hub:
                     await self.backend.subscribe_channel(channel)
         finally:
             # Kept only while held or awaited: an idle lock per channel adds up at thousands
-            # of session channels.
+            # of session channels. `_waiters` is CPython's asyncio.Lock internal; if it goes,
+            # no lock is ever dropped and tests/test_hub_channel_locks.py fails.
             if not lock.locked() and not getattr(lock, "_waiters", True) and self._channel_locks.get(channel) is lock:
                 del self._channel_locks[channel]
 
