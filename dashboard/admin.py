@@ -107,6 +107,7 @@ class ChatSessionAdmin(admin.ModelAdmin):
         "escalated_at",
         "accepted_at",
         "closed_at",
+        "resolution_note",
         "last_event_id",
     )
     readonly_fields = fields

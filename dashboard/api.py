@@ -124,8 +124,8 @@ def leave(request: HttpRequest, principal: Principal, name: str) -> HttpResponse
 @api(("POST",), publishes=1)
 @refusals
 def close(request: HttpRequest, principal: Principal, name: str) -> HttpResponse:
-    fields(request, {})
-    return _answer(services.close(name, by=principal))
+    body = fields(request, {"note": str})
+    return _answer(services.close(name, by=principal, note=body.get("note", "")))
 
 
 # --- snapshots -----------------------------------------------------------------------

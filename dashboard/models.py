@@ -67,6 +67,8 @@ class ChatSession(models.Model):
     escalated_at = models.DateTimeField(null=True, blank=True)
     accepted_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
+    # What the person who closed it wrote about how it ended (optional, docs/sessions.md).
+    resolution_note = models.TextField(blank=True, default="", max_length=2000)
     # The id of the last event the dashboard published on sse:session:{name} ("" = none yet).
     last_event_id = models.CharField(max_length=41, blank=True, default="")
     # The same id zero-padded, so SQL can compare ids and a slow writer never moves it back.
@@ -118,6 +120,7 @@ class ChatSession(models.Model):
             "escalated_at": iso(self.escalated_at),
             "accepted_at": iso(self.accepted_at),
             "closed_at": iso(self.closed_at),
+            "resolution_note": self.resolution_note,
             "last_event_id": self.last_event_id or None,
         }
 

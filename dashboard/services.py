@@ -131,6 +131,7 @@ def escalate(name: str, *, by: Principal, reason: str = "", data: dict[str, Any]
             "escalated_at": now,
             "accepted_at": None,
             "closed_at": None,
+            "resolution_note": "",
             "agent": None,
             "reason": reason,
         }
@@ -219,13 +220,18 @@ def requeue(name: str, *, by: Principal) -> Outcome:
     return _return_to_queue(name, by, agent_pk=None)
 
 
-def close(name: str, *, by: Principal) -> Outcome:
-    """End a session.
+# A resolution note is for a person to read later, not a transcript.
+MAX_NOTE = 2000
+
+
+def close(name: str, *, by: Principal, note: object = "") -> Outcome:
+    """End a session, with an optional resolution note (kept on the session, shown in the admin).
 
     The agent on the session may close it while handling it; a supervisor or a service may
     close any session that is not closed yet (a customer who left the queue, a bot-only chat).
     """
     name = _valid_name(name)
+    note = _valid_text(note, "note", MAX_NOTE, allow_empty=True)
     _require_sources(by, "status_change")
     if by.is_service or by.is_supervisor:
         sources: tuple[str, ...] = (Status.AGENT_HANDLING, Status.WAITING_AGENT, Status.AI_HANDLING)
@@ -235,7 +241,8 @@ def close(name: str, *, by: Principal) -> Outcome:
         agent_pk = _agent_pk(by)
     with transaction.atomic():
         only_mine = {"agent_id": agent_pk} if agent_pk is not None else {}
-        previous = _move(name, sources, Status.CLOSED, closed_at=timezone.now(), filters=only_mine)
+        closing = {"closed_at": timezone.now(), "resolution_note": note}
+        previous = _move(name, sources, Status.CLOSED, filters=only_mine, **closing)
         if previous is None:
             raise _refusal(name, "close", sources, agent_pk)
         session = _locked(name)
@@ -352,10 +359,9 @@ def _return_to_queue(name: str, by: Principal, agent_pk: int | None) -> Outcome:
     _require_sources(by, "agent_left", "status_change")
     with transaction.atomic():
         only_mine = {"agent_id": agent_pk} if agent_pk is not None else {}
-        # Back in the queue, a session waits from now: waiting_seconds counts the time
-        # nobody is with the customer, not the time an agent was.
-        now = timezone.now()
-        previous = _move(name, (Status.AGENT_HANDLING,), Status.WAITING_AGENT, filters=only_mine, escalated_at=now)
+        # Back in the queue in its old place: escalated_at stays the first escalation of
+        # this episode, so a customer an agent gave back is not sent behind newer ones.
+        previous = _move(name, (Status.AGENT_HANDLING,), Status.WAITING_AGENT, filters=only_mine)
         if previous is None:
             raise _refusal(name, "leave", (Status.AGENT_HANDLING,), agent_pk)
         # The agent is cleared in a second UPDATE, after reading who it was: this transaction
@@ -363,8 +369,10 @@ def _return_to_queue(name: str, by: Principal, agent_pk: int | None) -> Outcome:
         left = _locked(name).agent_name
         ChatSession.objects.filter(name=name).update(agent=None, accepted_at=None)
         session = _locked(name)
+        # The queue's pages put it back where it was, with its reason, from the event alone.
+        back = {"agent": left, "reason": session.reason, "escalated_at": session.state_json()["escalated_at"]}
         events = [
-            ("agent_left", {"session_name": name, "status": Status.WAITING_AGENT, "data": {"agent": left}}),
+            ("agent_left", {"session_name": name, "status": Status.WAITING_AGENT, "data": back}),
             _status_change(name, Status.AGENT_HANDLING, Status.WAITING_AGENT, None),
         ]
         return _announce(session, events, by.source, agent=left)

@@ -16,6 +16,7 @@ SESSION_KEYS = {
     "escalated_at",
     "accepted_at",
     "closed_at",
+    "resolution_note",
     "last_event_id",
     "waiting_seconds",
 }

@@ -100,16 +100,23 @@ def test_only_the_agent_on_the_session_may_write_to_it(bus):
     assert "new_message" not in kinds(bus, BROADCAST)
 
 
-def test_leaving_returns_the_session_to_the_queue_and_tells_the_agent(bus):
+def test_leaving_returns_the_session_to_the_queue_in_its_old_place_and_tells_the_agent(bus):
     handled("s7")
+    escalated = ChatSession.objects.get(name="s7").escalated_at
 
     services.leave("s7", by=ALICE)
 
     session = ChatSession.objects.get(name="s7")
     assert (session.status, session.agent, session.accepted_at) == (Status.WAITING_AGENT, None, None)
+    # Its old place: the first escalation of this episode, and its reason, kept.
+    assert session.escalated_at == escalated
     left, change = published(bus, "sse:agent:alice")[-2:]
     assert left["type"] == "agent_left"
-    assert left["payload"] == {"session_name": "s7", "status": "waiting_agent", "data": {"agent": "alice"}}
+    assert left["payload"] == {
+        "session_name": "s7",
+        "status": "waiting_agent",
+        "data": {"agent": "alice", "reason": session.reason, "escalated_at": escalated.isoformat()},
+    }
     assert change["payload"]["data"] == {"previous": "agent_handling", "agent": None}
     assert kinds(bus, "sse:session:s7")[-2:] == ["agent_left", "status_change"]
     # and it can be taken again
@@ -193,9 +200,10 @@ def test_a_supervisor_returns_a_session_to_the_queue_with_the_events_of_a_leave(
 
     assert ChatSession.objects.get(name="s17").status == Status.WAITING_AGENT
     left, change = published(bus, "sse:agent:alice")[-2:]
+    session = ChatSession.objects.get(name="s17")
     assert (left["type"], left["payload"]["data"], left["source"]) == (
         "agent_left",
-        {"agent": "alice"},
+        {"agent": "alice", "reason": session.reason, "escalated_at": session.escalated_at.isoformat()},
         "agent_workbench",
     )
     assert change["payload"]["status"] == "waiting_agent"
@@ -212,3 +220,21 @@ def test_the_recorded_last_event_id_never_moves_back(bus):
     assert not services.record_last_event("s18", "99999999999999-9")
 
     assert ChatSession.objects.get(name="s18").last_event_id == "99999999999999-12" != session.last_event_id
+
+
+def test_a_close_keeps_its_resolution_note_and_a_reopening_clears_it(bus):
+    handled("s30")
+
+    services.close("s30", by=ALICE, note="Refund sent; customer happy.")
+
+    assert ChatSession.objects.get(name="s30").resolution_note == "Refund sent; customer happy."
+    services.escalate("s30", by=Principal("service", "ai_chatbot"), reason="back again")
+    assert ChatSession.objects.get(name="s30").resolution_note == ""
+
+
+@pytest.mark.parametrize("note", [12, "x" * 2001])
+def test_a_bad_resolution_note_is_refused_and_the_session_stays_open(bus, note):
+    handled("s31")
+    with pytest.raises(services.InvalidInput):
+        services.close("s31", by=ALICE, note=note)
+    assert ChatSession.objects.get(name="s31").status == Status.AGENT_HANDLING
