@@ -78,7 +78,9 @@
     try { data = await response.json(); } catch { data = null; }
     if (response.status === 401) {
       // The login expired: go and sign in again, then come back here.
-      window.location.assign(Live.config.urls.login + "?next=" + encodeURIComponent(location.pathname + location.hash));
+      // `why` lets the sign-in page say what happened; drafts wait in sessionStorage.
+      const back = encodeURIComponent(location.pathname + location.hash);
+      window.location.assign(Live.config.urls.login + "?why=expired&next=" + back);
     }
     if (!response.ok) throw new ApiError(response.status, data);
     return data;
@@ -153,6 +155,66 @@
     return waited;
   };
 
+  /**
+   * Ask before a command that is hard to undo. Resolves to {ok, note}: `note` is the text of
+   * the optional resolution note when `withNote` is set ("" when left empty).
+   */
+  Live.confirm = function ({ title, text, okLabel, withNote = false }) {
+    const dialog = Live.$("confirm");
+    Live.$("confirm-title").textContent = title;
+    Live.$("confirm-text").textContent = text;
+    Live.$("confirm-ok").textContent = okLabel;
+    Live.$("confirm-note-field").hidden = !withNote;
+    const note = Live.$("confirm-note");
+    note.value = "";
+    dialog.returnValue = "";
+    return new Promise((resolve) => {
+      dialog.addEventListener(
+        "close",
+        () => resolve({ ok: dialog.returnValue === "ok", note: withNote ? note.value.trim() : "" }),
+        { once: true },
+      );
+      dialog.showModal();
+      (withNote ? note : Live.$("confirm-ok")).focus();
+    });
+  };
+
+  const baseTitle = document.title;
+  const baseIcon = document.getElementById("favicon")?.getAttribute("href") || "";
+  const baseIconType = document.getElementById("favicon")?.getAttribute("type") || "";
+
+  /**
+   * Tell a tab in the background how many customers wait: "(N) " before the page's title and
+   * a badge on its icon (drawn here; the policy allows data: images).
+   */
+  Live.showCount = function (count) {
+    document.title = count > 0 ? "(" + count + ") " + baseTitle : baseTitle;
+    const icon = document.getElementById("favicon");
+    if (!icon) return;
+    if (count <= 0) {
+      icon.setAttribute("type", baseIconType);
+      icon.setAttribute("href", baseIcon);
+      return;
+    }
+    const canvas = document.createElement("canvas");
+    canvas.width = canvas.height = 32;
+    const ctx = canvas.getContext("2d");
+    if (!ctx) return;
+    ctx.fillStyle = "#2563c9";
+    ctx.fillRect(0, 0, 32, 32);
+    ctx.fillStyle = "#b42318";
+    ctx.beginPath();
+    ctx.arc(21, 11, 11, 0, 2 * Math.PI);
+    ctx.fill();
+    ctx.fillStyle = "#ffffff";
+    ctx.font = "bold 15px system-ui, sans-serif";
+    ctx.textAlign = "center";
+    ctx.textBaseline = "middle";
+    ctx.fillText(count > 9 ? "9+" : String(count), 21, 12);
+    icon.setAttribute("type", "image/png");
+    icon.setAttribute("href", canvas.toDataURL("image/png"));
+  };
+
   Live.STATUS_LABELS = {
     ai_handling: "With the bot",
     waiting_agent: "Waiting",
@@ -200,8 +262,12 @@
         return { name, status: payload.status, agent: "agent" in data ? data.agent : undefined, reason: undefined, at };
       case "agent_joined":
         return { name, status: "agent_handling", agent: data.agent ?? null, reason: undefined, at };
-      case "agent_left": // the contract: leaving puts the session back in the queue
-        return { name, status: "waiting_agent", agent: null, reason: undefined, at };
+      case "agent_left": {
+        // Back in the queue in its old place, with its reason: the event says both.
+        const since = Date.parse(typeof data.escalated_at === "string" ? data.escalated_at : "");
+        const reason = typeof data.reason === "string" ? data.reason : undefined;
+        return { name, status: "waiting_agent", agent: null, reason, at: Number.isNaN(since) ? at : Live.toLocalMs(since) };
+      }
       default:
         return null;
     }

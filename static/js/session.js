@@ -17,6 +17,7 @@
       session.escalated_at ? el("span", {}, "Escalated ", at(session.escalated_at)) : null,
       session.accepted_at ? el("span", {}, "Accepted ", at(session.accepted_at)) : null,
       session.closed_at ? el("span", {}, "Closed ", at(session.closed_at)) : null,
+      fact("Note:", session.resolution_note),
     ].filter(Boolean));
     const close = $("pane-close");
     if (close) close.hidden = session.status === "closed";
@@ -51,9 +52,16 @@
   const close = $("pane-close");
   if (close) {
     close.addEventListener("click", async () => {
+      const answer = await Live.confirm({
+        title: "Close " + name + "?",
+        text: "The conversation ends for the customer. It stays in the record.",
+        okLabel: "Close session",
+        withNote: true,
+      });
+      if (!answer.ok) return;
       close.disabled = true;
       try {
-        const result = await Live.post(Live.sessionUrl(name, "close"));
+        const result = await Live.post(Live.sessionUrl(name, "close"), answer.note ? { note: answer.note } : {});
         session = result.session;
         renderFacts();
         Live.toast(name + " is closed");

@@ -40,6 +40,7 @@
     for (const row of rows) row.classList.toggle("is-open", row.dataset.name === state.open);
     $("queue-count").textContent = String(rows.length);
     $("queue-empty").hidden = rows.length > 0;
+    Live.showCount(rows.length);
     tickTimers();
   }
 
@@ -142,9 +143,10 @@
   }
 
   /** A session's status (and agent) changed; keep queue, my sessions and the pane in step. */
-  function applyStatus(name, status, agent, event) {
+  /** `change`: what an event said (Live.sessionChange), for where and why it waits; null for a command's answer. */
+  function applyStatus(name, status, agent, change) {
     if (status === "waiting_agent") {
-      queueAdd(name, null, event ? Live.toLocalMs(event.timestamp * 1000) : Date.now(), true);
+      queueAdd(name, change?.reason || null, change ? change.at : Date.now(), true);
     } else {
       queueRemove(name);
     }
@@ -182,7 +184,7 @@
       queueAdd(name, change.reason, change.at, true);
       if (state.open === name && state.openSession && change.reason) state.openSession.reason = change.reason;
     } else if (change) {
-      applyStatus(name, change.status, change.agent ?? null, event);
+      applyStatus(name, change.status, change.agent ?? null, change);
     }
     switch (event.type) {
       case "new_message":
@@ -259,6 +261,8 @@
     state.openSession = null;
     state.unread.delete(name);
     history.replaceState(null, "", "#" + encodeURIComponent(name));
+    $("composer-text").value = drafts.load(name);
+    autosize();
     transcript.clear();
     renderPane();
     renderQueue();
@@ -319,11 +323,11 @@
     }
   }
 
-  async function sessionCommand(action, doneText) {
+  async function sessionCommand(action, doneText, body) {
     const name = state.open;
     if (!name) return;
     try {
-      const result = await Live.post(Live.sessionUrl(name, action));
+      const result = await Live.post(Live.sessionUrl(name, action), body);
       if (result && result.session) {
         state.openSession = result.session;
         applyStatus(name, result.session.status, result.session.agent, null);
@@ -342,6 +346,7 @@
     if (!text || !name) return;
     const sent = transcript.pending(text);
     box.value = "";
+    drafts.save(name, "");
     autosize();
     try {
       const result = await Live.post(Live.sessionUrl(name, "messages"), { text });
@@ -352,10 +357,33 @@
     } catch (err) {
       const here = state.open === name;
       if (here && !transcript.fail(sent)) return; // the stream already showed it: it was sent
-      if (here && !box.value) box.value = text;
+      if (here && !box.value) {
+        box.value = text;
+        drafts.save(name, text);
+      }
       Live.toast("Not sent: " + err.message, "error");
     }
   }
+
+  // Drafts per session, in this tab's sessionStorage: they survive a reload, a server restart
+  // and a trip through the sign-in page, and switching between sessions.
+  const drafts = {
+    load(name) {
+      try {
+        return sessionStorage.getItem("draft:" + name) || "";
+      } catch {
+        return "";
+      }
+    },
+    save(name, text) {
+      try {
+        if (text) sessionStorage.setItem("draft:" + name, text);
+        else sessionStorage.removeItem("draft:" + name);
+      } catch {
+        /* storage is off: the draft lives in the box only */
+      }
+    },
+  };
 
   function autosize() {
     const box = $("composer-text");
@@ -364,13 +392,31 @@
   }
 
   $("composer").addEventListener("submit", send);
-  $("composer-text").addEventListener("input", autosize);
+  $("composer-text").addEventListener("input", () => {
+    autosize();
+    if (state.open) drafts.save(state.open, $("composer-text").value);
+  });
   $("composer-text").addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) send(event);
   });
   $("pane-accept").addEventListener("click", (e) => accept(state.open, e.currentTarget));
-  $("pane-leave").addEventListener("click", () => sessionCommand("leave", "You left {name}; it is back in the queue"));
-  $("pane-close").addEventListener("click", () => sessionCommand("close", "{name} is closed"));
+  $("pane-leave").addEventListener("click", async () => {
+    const answer = await Live.confirm({
+      title: "Leave " + state.open + "?",
+      text: "The customer goes back to the queue in their old place, for any agent to take.",
+      okLabel: "Leave",
+    });
+    if (answer.ok) sessionCommand("leave", "You left {name}; it is back in the queue");
+  });
+  $("pane-close").addEventListener("click", async () => {
+    const answer = await Live.confirm({
+      title: "Close " + state.open + "?",
+      text: "The conversation ends for the customer. It stays in the record.",
+      okLabel: "Close session",
+      withNote: true,
+    });
+    if (answer.ok) sessionCommand("close", "{name} is closed", answer.note ? { note: answer.note } : {});
+  });
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape" && state.open && document.activeElement !== $("composer-text")) closePane();
   });
@@ -378,7 +424,11 @@
   setInterval(tickTimers, 1000);
 
   const fromHash = decodeURIComponent(location.hash.slice(1));
-  if (new RegExp(config.name_pattern).test(fromHash)) state.open = fromHash;
+  if (new RegExp(config.name_pattern).test(fromHash)) {
+    state.open = fromHash;
+    $("composer-text").value = drafts.load(fromHash);
+    autosize();
+  }
   renderPane();
   stream.start();
 })();

@@ -45,6 +45,10 @@ def test_an_agent_accepts_replies_and_leaves_with_the_keyboard_alone_seeing_loca
 
     tab_to(page, "#pane-leave")
     page.keyboard.press("Enter")
+    # Leaving asks first; focus is on the confirming button, so Enter confirms.
+    expect(page.locator("#confirm")).to_be_visible()
+    expect(page.locator("#confirm-ok")).to_be_focused()
+    page.keyboard.press("Enter")
     expect(page.locator(f'#queue li[data-name="{name}"]')).to_be_visible()
     page.keyboard.press("Escape")
     expect(page.locator("#pane-empty")).to_be_visible()
