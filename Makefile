@@ -50,12 +50,13 @@ test-deps:
 			exit 1; \
 		fi; }
 
-test: install test-deps
+test: install test-deps node_modules/.package-lock.json
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# eslint for the pages' JavaScript, from npm (package-lock.json); the pages need no build step.
+# From npm (package-lock.json): eslint for the pages' JavaScript, and axe-core, which the browser
+# tests inject to check accessibility. The pages themselves need no build step.
 node_modules/.package-lock.json: package.json package-lock.json
-	@command -v npm >/dev/null 2>&1 || { echo "make lint needs Node.js and npm: sudo apt-get install -y nodejs npm" >&2; exit 1; }
+	@command -v npm >/dev/null 2>&1 || { echo "make lint and make test need Node.js and npm: sudo apt-get install -y nodejs npm" >&2; exit 1; }
 	npm ci --no-audit --no-fund --silent
 
 lint: install node_modules/.package-lock.json
