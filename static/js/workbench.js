@@ -398,6 +398,11 @@
   });
   $("composer-text").addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) send(event);
+    // Escape leaves the composer for the transcript (the draft stays); a second one closes the pane.
+    if (event.key === "Escape") {
+      event.stopPropagation(); // not also the page's Escape, which closes the pane
+      $("transcript").focus();
+    }
   });
   $("pane-accept").addEventListener("click", (e) => accept(state.open, e.currentTarget));
   $("pane-leave").addEventListener("click", async () => {

@@ -37,6 +37,10 @@ def test_an_agent_accepts_replies_and_leaves_with_the_keyboard_alone_seeing_loca
     page.keyboard.type("Guten Tag!")
     page.keyboard.press("Enter")
     expect(page.locator("#transcript .msg-agent .msg-body")).to_have_text(["Guten Tag!"])
+    # Escape leaves the composer for the transcript, and Tab comes back to it.
+    page.keyboard.press("Escape")
+    expect(page.locator("#transcript")).to_be_focused()
+    expect(page.locator("#pane-status")).to_be_visible()
 
     # Times: the customer's line, in Tokyo time, as a German reader writes it (24 h).
     stamp = page.locator("#transcript .msg-customer time").first
