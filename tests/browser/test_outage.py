@@ -47,8 +47,10 @@ def outage(
         servers.append(Daphne(env, log_path=tmp_path / "b.log").start())
         yield redis, servers[0], servers[1]
     finally:
-        for server in servers:
+        for label, server in zip("ab", servers, strict=False):
             server.stop()
+            # Shown by pytest only when the test failed: what each process said.
+            print(f"--- daphne {label} ---\n{server.log_text()[-6000:]}")
         redis.stop()
 
 
