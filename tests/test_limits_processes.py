@@ -142,9 +142,11 @@ def test_a_service_publishes_at_most_its_rate_across_processes_and_others_are_no
     assert set(statuses) == {202, 429}
     # A burst of 40 (twice the rate) and 20 a second after it, give or take one refill each.
     assert 40 <= accepted <= 40 + 20 * elapsed + 4, (accepted, elapsed)
-    # The 429 says when to come back.
-    status, headers = _publish_with_headers(a)
-    assert status == 429 and int(headers["Retry-After"]) >= 1
+    # The 429 says when to come back (the bucket may have refilled a token meanwhile: the
+    # next calls at once use it up).
+    answers = [_publish_with_headers(a) for _ in range(4)]
+    refused = [headers for status, headers in answers if status == 429]
+    assert refused and all(int(headers["Retry-After"]) >= 1 for headers in refused), answers
     # Another service identity has its own bucket: crm is not refused for ai_chatbot's rate
     # (only for what it may not publish).
     status, body = request(
