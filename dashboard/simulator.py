@@ -12,10 +12,10 @@ it one step at a time with a fake clock and a fake publisher.
 
 With Redis it runs as its own process (the cross-process story). On the in-memory layer
 events never leave a process, so `make run` (SIMULATE_CHATBOT=true) runs it inside the
-daphne process instead: `with_simulator` wraps the ASGI app and starts it on the first request.
+daphne process instead (dashboard/simulator_inprocess.py).
 
-(Over 400 lines on purpose: one stand-in for the chatbot, demo-only, kept whole so that its
-script of a conversation reads top to bottom.)
+Split by job: the lines it says are in dashboard/simulator_scripts.py, running it inside
+the server process in dashboard/simulator_inprocess.py.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 
 from dashboard import services
+from dashboard.simulator_scripts import ADOPTED, AGENT_LEFT_LINE, ESCALATING, FIRST_NAMES, NUDGE_LINE, RESOLVING, Script
 from realtime.auth import Principal
 from realtime.bus import enqueue_sse_message, get_layer, subscribe_sse_events
 from realtime.channels import BROADCAST, agent_channel, session_channel
@@ -43,114 +43,6 @@ SOURCE = "ai_chatbot"
 
 Publish = Callable[[str, str, dict[str, Any]], Awaitable[str | None]]
 Escalate = Callable[[str, str, dict[str, Any]], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class Script:
-    """One kind of conversation: the opening lines, then an escalation (or the bot solves it)."""
-
-    topic: str
-    lines: tuple[tuple[str, str], ...]  # (sender, text), sender "customer" or "bot"
-    reason: str | None  # why the bot asks for a human; None: the bot resolves it alone
-    replies: tuple[str, ...]  # the customer's answers to an agent, in order
-
-
-SCRIPTS: tuple[Script, ...] = (
-    Script(
-        "late delivery",
-        (
-            ("bot", "Hi! I'm the virtual assistant. How can I help?"),
-            ("customer", "My order still hasn't arrived and it's been ten days."),
-            ("bot", "Sorry to hear that. Could you share your order number?"),
-            ("customer", "It's 48213. I need it before the weekend."),
-            ("bot", "I can't promise a delivery date myself. Let me bring in a colleague."),
-        ),
-        "late order, customer needs a delivery date",
-        (
-            "Thanks for picking this up.",
-            "Order 48213, ordered on the 3rd.",
-            "Friday would work, yes.",
-            "Great, thank you so much!",
-        ),
-    ),
-    Script(
-        "refund",
-        (
-            ("bot", "Hello! What can I do for you today?"),
-            ("customer", "The kettle I bought stopped working after a week. I want a refund."),
-            ("bot", "I'm sorry. Refunds over 100 EUR need one of my human colleagues."),
-        ),
-        "refund above the bot's limit",
-        (
-            "Hi. It's the steel kettle, 129 EUR.",
-            "I still have the box, yes.",
-            "A refund to my card, please.",
-            "Perfect, thanks for your help.",
-        ),
-    ),
-    Script(
-        "double charge",
-        (
-            ("bot", "Hi there! How can I help?"),
-            ("customer", "I was charged twice for the same order."),
-            ("bot", "Billing disputes are handled by our team. Connecting you to an agent."),
-        ),
-        "billing dispute: charged twice",
-        (
-            "Hello. Two charges of 54.90 on the 12th.",
-            "The card ends in 4417.",
-            "OK, I'll keep an eye on my statement.",
-            "Thanks, bye!",
-        ),
-    ),
-    Script(
-        "wants a human",
-        (
-            ("bot", "Hi! I'm the virtual assistant. Ask me anything."),
-            ("customer", "Can I talk to a real person please?"),
-            ("bot", "Of course. I'm putting you through to the next free agent."),
-        ),
-        "customer asked for a human",
-        (
-            "Hi! I'd like to change the address on my account.",
-            "New address is 12 Harbour Street.",
-            "Yes, that's right.",
-            "That's all, thanks!",
-        ),
-    ),
-    Script(
-        "password reset",
-        (
-            ("bot", "Hello! How can I help?"),
-            ("customer", "I forgot my password."),
-            ("bot", "No problem: I've sent a reset link to the e-mail address on your account."),
-            ("customer", "Got it, that worked. Thanks!"),
-            ("bot", "Glad I could help. Have a nice day!"),
-        ),
-        None,
-        ("Thanks!",),
-    ),
-    Script(
-        "opening hours",
-        (
-            ("bot", "Hi! What would you like to know?"),
-            ("customer", "When are you open on Sundays?"),
-            ("bot", "Our stores open 10:00 to 16:00 on Sundays."),
-            ("customer", "Thanks!"),
-        ),
-        None,
-        ("Thanks!",),
-    ),
-)
-
-ESCALATING = tuple(s for s in SCRIPTS if s.reason is not None)
-RESOLVING = tuple(s for s in SCRIPTS if s.reason is None)
-# For a session the simulator did not open (escalated by someone else, or before a restart).
-ADOPTED = Script("adopted", (), "customer asked for a human", ("Hello?", "I see.", "OK, thanks.", "Thank you!"))
-
-FIRST_NAMES = ("Ana", "Ben", "Chloe", "David", "Emma", "Farid", "Grace", "Hugo", "Ines", "Jonas", "Kim", "Lea")
-AGENT_LEFT_LINE = "Your agent had to step away. You're back in the queue; the next free colleague will pick you up."
-NUDGE_LINE = "Hello? Is anyone there?"
 
 
 class Phase(enum.Enum):
@@ -414,44 +306,3 @@ async def escalate_with_service(name: str, reason: str, data: dict[str, Any]) ->
     """The escalation goes through the same service as POST /api/manual/escalate."""
     chatbot = Principal("service", SOURCE)
     await sync_to_async(services.escalate)(name, by=chatbot, reason=reason, data=data)
-
-
-# --- inside the server process (make run on the in-memory layer) -------------------------
-
-
-class SimulatorStarter:
-    """ASGI wrapper: starts one simulator as a task of the server's event loop on the first request.
-
-    Daphne has no start-up hook; the first request (the login page, typically) runs on the
-    loop that serves every stream, which is what the in-memory layer needs.
-    """
-
-    def __init__(self, app: Any, factory: Callable[[], ChatbotSimulator] = ChatbotSimulator) -> None:
-        self.app = app
-        self.factory = factory
-        self.task: asyncio.Task[None] | None = None
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if self.task is None and scope.get("type") == "http":
-            self.task = asyncio.get_running_loop().create_task(self.factory().run())
-            self.task.add_done_callback(_report_exit)
-        await self.app(scope, receive, send)
-
-
-def _report_exit(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        logger.error("the in-process chatbot simulator stopped", exc_info=task.exception())
-
-
-def with_simulator(app: Any) -> Any:
-    """`app`, plus the in-process simulator when SIMULATE_CHATBOT is on and Redis is not."""
-    if not settings.SIMULATE_CHATBOT:
-        return app
-    if settings.BUS_ON_REDIS:
-        logger.warning(
-            "SIMULATE_CHATBOT is on and Redis is configured: the simulator is its own process there. "
-            "Start it in another terminal, with the same REDIS_URL: .venv/bin/python manage.py simulate_chatbot"
-        )
-        return app
-    logger.info("SIMULATE_CHATBOT: the chatbot simulator starts in this process with the first request")
-    return SimulatorStarter(app)

@@ -13,7 +13,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402 - needs
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
-from dashboard.simulator import with_simulator  # noqa: E402
+from dashboard.simulator_inprocess import with_simulator  # noqa: E402
 from realtime import background  # noqa: E402
 from realtime.hub import freeze_startup_objects  # noqa: E402
 from realtime.middleware import MAX_BODY_BYTES, BodyLimitMiddleware  # noqa: E402

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dashboard.simulator import SimulatorStarter, with_simulator
+from dashboard.simulator_inprocess import SimulatorStarter, with_simulator
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -25,7 +25,7 @@ def test_with_redis_the_server_starts_no_simulator_and_says_how_to_run_one(
 ) -> None:
     settings.SIMULATE_CHATBOT = True
     settings.BUS_ON_REDIS = True
-    with caplog.at_level(logging.WARNING, logger="dashboard.simulator"):
+    with caplog.at_level(logging.WARNING, logger="dashboard.simulator_inprocess"):
         assert with_simulator(app) is app
     assert "manage.py simulate_chatbot" in caplog.text
 

@@ -7,15 +7,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from dashboard.simulator import (
-    ADOPTED,
-    AGENT_LEFT_LINE,
-    NUDGE_LINE,
-    RESOLVING,
-    ChatbotSimulator,
-    Options,
-    Phase,
-)
+from dashboard.simulator import ChatbotSimulator, Options, Phase
+from dashboard.simulator_scripts import ADOPTED, AGENT_LEFT_LINE, NUDGE_LINE, RESOLVING
 
 
 @dataclass
