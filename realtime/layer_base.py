@@ -14,10 +14,6 @@ from realtime.hub import Hub
 from realtime.presence import online_from_memory
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _draft_from_group_message(channel: str, message: dict[str, Any]) -> Draft:
     """A stock `group_send` to an SSE group: `{"type": "sse.event", "event": {type, payload, source}}`."""
     event = message.get("event")

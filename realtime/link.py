@@ -33,7 +33,7 @@ from redis import asyncio as aioredis
 from realtime.envelope import InvalidEvent, parse_event_id
 from realtime.health import DEGRADED, OK, health
 from realtime.hub import all_hubs
-from realtime.redis_conn import RedisTarget
+from realtime.redis_conn import RedisTarget, as_text
 from realtime.redis_store import CURSOR_KEYS, CURSOR_SCRIPT, ORIGIN_KEY, read_resume
 
 if TYPE_CHECKING:
@@ -63,10 +63,6 @@ MAX_HELD = 50_000
 
 class LinkLost(ConnectionError):
     """The pub/sub connection failed, stalled or could not be set up."""
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _event_id(raw: bytes | str) -> tuple[int, int] | None:
@@ -214,8 +210,8 @@ class RedisLink:
             message = await pubsub.get_message(ignore_subscribe_messages=False, timeout=min(left, 0.5))
             if message is None:
                 continue
-            kind = _text(message.get("type"))
-            name = _text(message.get("channel"))
+            kind = as_text(message.get("type"))
+            name = as_text(message.get("channel"))
             if kind == "subscribe":
                 self._confirmed_one(name)
                 waiting.discard(name)
@@ -239,10 +235,10 @@ class RedisLink:
         if self._cursor_script is None:
             self._cursor_script = self.commands.register_script(CURSOR_SCRIPT)
         before = await self.commands.get(ORIGIN_KEY)
-        cursor = _text(await self._cursor_script(keys=list(CURSOR_KEYS)))
-        origin = _text(before) if before is not None else None
+        cursor = as_text(await self._cursor_script(keys=list(CURSOR_KEYS)))
+        origin = as_text(before) if before is not None else None
         empty = origin is None or (self._origin is not None and origin != self._origin)
-        self._origin = origin or _text(await self.commands.get(ORIGIN_KEY) or cursor)
+        self._origin = origin or as_text(await self.commands.get(ORIGIN_KEY) or cursor)
         if self.hub is not None and self.hub.last_seen is None and self._lost_at is None:
             self.hub.note_seen(cursor)
         return empty
@@ -279,8 +275,8 @@ class RedisLink:
                 batch.append(more)
             live: list[tuple[str, bytes | str]] = []
             for item in batch:
-                kind = _text(item.get("type"))
-                name = _text(item.get("channel"))
+                kind = as_text(item.get("type"))
+                name = as_text(item.get("channel"))
                 if kind == "message":
                     if name != self._control:
                         live.append((name, item["data"]))

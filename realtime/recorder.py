@@ -37,7 +37,7 @@ from realtime import signals
 from realtime.channels import SESSION_PREFIX
 from realtime.envelope import InvalidEvent, parse_event_id, parse_incoming, raw_message_id
 from realtime.hub import stats
-from realtime.redis_conn import COMMAND_TIMEOUT, REDIS_ERRORS, RedisTarget
+from realtime.redis_conn import COMMAND_TIMEOUT, REDIS_ERRORS, RedisTarget, as_text
 from realtime.redis_store import RECORD_STREAM
 
 logger = logging.getLogger(__name__)
@@ -60,10 +60,6 @@ MAX_RECORD_LAG_MS = 30_000
 # One process at a time listens for raw PUBLISHes (each would otherwise store them too).
 RAW_LEASE_KEY = "sse:recorder:raw"
 RAW_LEASE_MS = 10_000
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def deliver(envelopes: list[dict[str, Any]]) -> None:
@@ -125,7 +121,7 @@ class StreamRecorder:
             return 0
         envelopes = []
         for _entry_id, fields in entries:
-            channel = _text(fields.get(b"c", b""))
+            channel = as_text(fields.get(b"c", b""))
             event = _valid(fields.get(b"e", b""), channel) if channel.startswith(SESSION_PREFIX) else None
             if event is not None:
                 envelopes.append(event)
@@ -165,15 +161,17 @@ def unrecorded_from(client: redis.Redis) -> str | None:
     if isinstance(info, Exception):
         return None  # no stream: nothing was ever published for the record
     group = (
-        None if isinstance(groups, Exception) else next((g for g in groups if _text(g.get("name", b"")) == GROUP), None)
+        None
+        if isinstance(groups, Exception)
+        else next((g for g in groups if as_text(g.get("name", b"")) == GROUP), None)
     )
     if group is None:
         first = info.get("first-entry")
-        return before_id(_text(first[0])) if first else None
+        return before_id(as_text(first[0])) if first else None
     if isinstance(pending, dict) and int(pending.get("pending") or 0):
-        return before_id(_text(pending["min"]))
-    delivered = _text(group.get("last-delivered-id", b"0-0"))
-    last = _text(info.get("last-generated-id", b"0-0"))
+        return before_id(as_text(pending["min"]))
+    delivered = as_text(group.get("last-delivered-id", b"0-0"))
+    last = as_text(info.get("last-generated-id", b"0-0"))
     return delivered if parse_event_id(delivered) < parse_event_id(last) else None
 
 
@@ -208,7 +206,7 @@ class RawRecorder:
         if now < self._renew_at:
             return True
         mine = self.client.set(RAW_LEASE_KEY, self.owner, nx=True, px=RAW_LEASE_MS)
-        if not mine and _text(self.client.get(RAW_LEASE_KEY) or b"") == self.owner:
+        if not mine and as_text(self.client.get(RAW_LEASE_KEY) or b"") == self.owner:
             self.client.pexpire(RAW_LEASE_KEY, RAW_LEASE_MS)
             mine = True
         self._renew_at = now + RAW_LEASE_MS / 1000 / 3 if mine else now + 1.0
@@ -240,7 +238,7 @@ class RawRecorder:
             raw = message.get("data")
             if message.get("type") != "pmessage" or not isinstance(raw, (bytes, str)) or _has_id(raw):
                 continue  # the publish path's own events: the record stream brings those
-            event = _valid(raw, _text(message.get("channel")))
+            event = _valid(raw, as_text(message.get("channel")))
             if event is not None and "id" not in event:
                 event.setdefault("payload", {}).setdefault("message_id", raw_message_id(raw))
                 envelopes.append(event)

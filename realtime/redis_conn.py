@@ -103,3 +103,8 @@ class RedisTarget:
             client: aioredis.Redis = sentinel.master_for(str(self.master), retry=retry, **_OPTIONS)
             return client
         return aioredis.Redis.from_url(str(self.url), retry=retry, **_OPTIONS)
+
+
+def as_text(value: Any) -> str:
+    """A Redis reply (bytes, or already text) as text: the one decoder of replies."""
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -35,11 +35,11 @@ from realtime.channels import BROADCAST, group_to_channel
 from realtime.envelope import Draft
 from realtime.history import Resume, StoredEvent
 from realtime.hub import Hub
-from realtime.layer_base import SSEGroupSend, _history_size, _history_ttl, _text, merged_presence
+from realtime.layer_base import SSEGroupSend, _history_size, _history_ttl, merged_presence
 from realtime.limits import StreamSlots
 from realtime.link import RedisLink
 from realtime.presence import Presence, online_from_redis
-from realtime.redis_conn import RedisTarget
+from realtime.redis_conn import RedisTarget, as_text
 from realtime.redis_store import (
     CURSOR_KEYS,
     CURSOR_SCRIPT,
@@ -123,10 +123,10 @@ class RedisSSEChannelLayer(SSEGroupSend, RedisPubSubChannelLayer):
 
     async def publish_event(self, item: Draft) -> str:
         keys, args = publish_call(item.channel, item.body, self.history_size, _history_ttl())
-        return _text(await self._async_script(PUBLISH_SCRIPT)(keys=keys, args=args))
+        return as_text(await self._async_script(PUBLISH_SCRIPT)(keys=keys, args=args))
 
     async def cursor(self, channel: str = BROADCAST) -> str:
-        return _text(await self._async_script(CURSOR_SCRIPT)(keys=list(CURSOR_KEYS)))
+        return as_text(await self._async_script(CURSOR_SCRIPT)(keys=list(CURSOR_KEYS)))
 
     async def resume(self, channels: list[str], after_id: str) -> Resume:
         """Missed events of `channels` after `after_id`, or a reset (one round trip)."""
@@ -152,17 +152,17 @@ class RedisSSEChannelLayer(SSEGroupSend, RedisPubSubChannelLayer):
 
     def publish_event_sync(self, item: Draft) -> str:
         keys, args = publish_call(item.channel, item.body, self.history_size, _history_ttl())
-        return _text(self._script(PUBLISH_SCRIPT)(keys=keys, args=args))
+        return as_text(self._script(PUBLISH_SCRIPT)(keys=keys, args=args))
 
     def publish_batch_sync(self, items: list[Draft], batch_key: str) -> list[str]:
         """Publish a batch once (the outbox's rows of one transaction); the same ids again
         if this batch was published before."""
         pairs = [(item.channel, item.body) for item in items]
         keys, args = publish_batch_call(pairs, batch_key, self.history_size, _history_ttl())
-        return [_text(i) for i in self._script(PUBLISH_BATCH_SCRIPT)(keys=keys, args=args)]
+        return [as_text(i) for i in self._script(PUBLISH_BATCH_SCRIPT)(keys=keys, args=args)]
 
     def cursor_sync(self, channel: str = BROADCAST) -> str:
-        return _text(self._script(CURSOR_SCRIPT)(keys=list(CURSOR_KEYS)))
+        return as_text(self._script(CURSOR_SCRIPT)(keys=list(CURSOR_KEYS)))
 
     def history_sync(self, channel: str, limit: int = 200) -> list[StoredEvent]:
         entries: Any = self.sync_client().xrevrange(history_key(channel), count=limit)

@@ -15,6 +15,7 @@ from redis import asyncio as aioredis
 from realtime.channels import SESSION_PREFIX
 from realtime.envelope import with_id
 from realtime.history import ChannelHistoryState, Resume, StoredEvent, decide_resume
+from realtime.redis_conn import as_text
 
 SEQUENCE_KEY = "sse:seq"  # the latest id this Redis handed out
 ORIGIN_KEY = "sse:origin"  # the first id of this Redis's life: older ids cannot be resumed
@@ -150,10 +151,6 @@ return next_id(KEYS[1], KEYS[2])
 )
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _envelope_text(value: Any) -> str:
     """A history entry's envelope as text; "" for what cannot be one (an entry written to the
     stream by something else), which the reader then drops and counts like any bad message."""
@@ -166,7 +163,7 @@ def _envelope_text(value: Any) -> str:
 
 
 def stored_from_stream(channel: str, entry_id: Any, fields: dict[Any, Any]) -> StoredEvent:
-    event_id = _text(entry_id)
+    event_id = as_text(entry_id)
     return StoredEvent(event_id, channel, with_id(event_id, _envelope_text(fields.get(b"e", fields.get("e")))))
 
 
@@ -186,7 +183,7 @@ async def read_resume(client: aioredis.Redis, channels: list[str], after_id: str
         pipe.xinfo_stream(key)
         pipe.xrange(key, min="(" + after_id, max="+", count=size)
     results = await pipe.execute(raise_on_error=False)
-    origin, latest = (_text(r) if isinstance(r, (bytes, str)) else None for r in results[:2])
+    origin, latest = (as_text(r) if isinstance(r, (bytes, str)) else None for r in results[:2])
     if any(isinstance(r, Exception) and not _is_missing_key(r) for r in results):
         return Resume(reset=True, reason="history could not be read")
     states: dict[str, ChannelHistoryState] = {}
