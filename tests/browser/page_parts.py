@@ -1,10 +1,10 @@
-"""The parts of the pages that the outage tests look at, in one place."""
+"""The parts of the pages that the browser tests look at and act on, in one place."""
 
 from __future__ import annotations
 
 import re
 
-from playwright.sync_api import Locator, Page
+from playwright.sync_api import Locator, Page, expect
 
 # What the bus banner says (static/js/live.js, BUS_TEXT).
 PAUSED = "Live updates from other servers are paused."
@@ -35,3 +35,10 @@ def transcript_lines(page: Page) -> list[str]:
               ? "sys: " + node.firstChild.textContent
               : node.className.split(" ")[1] + ": " + node.querySelector(".msg-body").textContent)"""
     )
+
+
+def accept(page: Page, name: str) -> None:
+    """Take `name` from the queue as an agent does, and wait until the pane says so."""
+    page.locator(f'#queue li[data-name="{name}"]').get_by_role("button", name=f"Accept {name}").click()
+    expect(page.locator("#pane-status")).to_have_text("With an agent")
+    expect(page.locator("#composer-text")).to_be_focused()

@@ -10,6 +10,7 @@ from typing import Any
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.conftest import sign_in
+from tests.browser.page_parts import accept
 from tests.browser.support import bot_says, escalate, unique
 from tests.support.procs import ROOT, Daphne
 
@@ -39,8 +40,7 @@ def test_no_page_has_a_serious_or_critical_accessibility_violation(
     name = unique("a11y")
     escalate(a.url, name)
     bot_says(a.url, name, "I need help with my order")
-    page.locator(f'#queue li[data-name="{name}"]').get_by_role("button", name=f"Accept {name}").click()
-    expect(page.locator("#pane-status")).to_have_text("With an agent")
+    accept(page, name)
     problems["workbench, a session open"] = serious_violations(page)
     page.goto(f"{a.url}/dashboard/")
     expect(page.locator("#conn")).to_have_attribute("data-state", "live")

@@ -20,7 +20,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.conftest import PASSWORD, sign_in
-from tests.browser.page_parts import PAUSED, PAUSED_REST, bubbles, bus_banner, transcript_lines, write
+from tests.browser.page_parts import PAUSED, PAUSED_REST, accept, bubbles, bus_banner, transcript_lines, write
 from tests.browser.support import bot_says, escalate, unique
 from tests.support.procs import Daphne, RedisServer, base_env, manage, migrate
 
@@ -52,12 +52,6 @@ def outage(
             # Shown by pytest only when the test failed: what each process said.
             print(f"--- daphne {label} ---\n{server.log_text()[-6000:]}")
         redis.stop()
-
-
-def accept(page: Page, name: str) -> None:
-    page.locator(f'#queue li[data-name="{name}"]').get_by_role("button", name=f"Accept {name}").click()
-    expect(page.locator("#pane-status")).to_have_text("With an agent")
-    expect(page.locator("#composer-text")).to_be_focused()
 
 
 def expect_banner(page: Page, timeout: float) -> None:

@@ -9,6 +9,7 @@ import signal
 from playwright.sync_api import Browser, expect
 
 from tests.browser.conftest import PASSWORD, sign_in
+from tests.browser.page_parts import accept
 from tests.browser.support import bot_says, escalate, unique
 from tests.support.procs import Daphne, request
 
@@ -19,8 +20,7 @@ def test_a_page_keeps_transcript_place_and_draft_through_a_restart_and_a_new_sig
     page = sign_in(browser, own_daphne.url, "cleo")
     name = unique()
     escalate(own_daphne.url, name)
-    page.locator(f'#queue li[data-name="{name}"]').get_by_role("button", name=f"Accept {name}").click()
-    expect(page.locator("#pane-status")).to_have_text("With an agent")
+    accept(page, name)
     bot_says(own_daphne.url, name, "my parcel never came", agent="cleo")
     expect(page.locator("#transcript .msg-customer .msg-body")).to_have_text(["my parcel never came"])
     page.locator("#composer-text").fill("I am looking into it, one moment")

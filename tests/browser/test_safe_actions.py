@@ -9,6 +9,7 @@ import time
 from playwright.sync_api import Browser, expect
 
 from tests.browser.conftest import sign_in
+from tests.browser.page_parts import accept
 from tests.browser.support import escalate, unique
 from tests.support.procs import Daphne
 
@@ -26,8 +27,7 @@ def test_a_customer_an_agent_leaves_goes_back_to_their_old_place_with_their_reas
     expect(ben.locator(f'#queue li[data-name="{first}"]')).to_be_visible()
     expect(ben.locator(f'#queue li[data-name="{second}"]')).to_be_visible()
 
-    ana.locator(f'#queue li[data-name="{first}"] button.btn-primary').click()
-    expect(ana.locator("#pane-status")).to_have_text("With an agent")
+    accept(ana, first)
     expect(ben.locator(f'#queue li[data-name="{first}"]')).to_have_count(0)
 
     # Leave asks first; Cancel changes nothing.
@@ -64,8 +64,7 @@ def test_close_asks_for_an_optional_note_that_the_session_page_and_admin_show(
     ana = sign_in(browser, a.url, "ana")
     name = unique("noted")
     escalate(a.url, name)
-    ana.locator(f'#queue li[data-name="{name}"] button.btn-primary').click()
-    expect(ana.locator("#pane-status")).to_have_text("With an agent")
+    accept(ana, name)
     ana.locator("#pane-close").click()
     expect(ana.locator("#confirm-note")).to_be_focused()
     ana.keyboard.type("Refund sent; customer happy.")
@@ -93,8 +92,7 @@ def test_the_tab_title_and_icon_show_how_many_customers_wait(
     expect(page).to_have_title(f"({before + 1}) Workbench · Helpdesk")
     icon = page.locator("#favicon")
     assert (icon.get_attribute("href") or "").startswith("data:image/png;base64,")
-    page.locator(f'#queue li[data-name="{name}"]').get_by_role("button", name=f"Accept {name}").click()
-    expect(page.locator("#pane-status")).to_have_text("With an agent")
+    accept(page, name)
     expected = f"({before}) Workbench · Helpdesk" if before else "Workbench · Helpdesk"
     expect(page).to_have_title(expected)
     if not before:
