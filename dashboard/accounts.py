@@ -19,6 +19,11 @@ SUPERVISOR_PERMISSIONS = (
     ("dashboard", "view_chatsession"),
     ("dashboard", "change_chatsession"),  # the admin's actions (return to queue, close)
     ("dashboard", "view_sessionevent"),
+    # Canned replies are the team's wording: supervisors keep them.
+    ("dashboard", "view_cannedreply"),
+    ("dashboard", "add_cannedreply"),
+    ("dashboard", "change_cannedreply"),
+    ("dashboard", "delete_cannedreply"),
     ("axes", "view_accessattempt"),
     ("axes", "delete_accessattempt"),  # unlocks a locked-out sign-in
     ("axes", "view_accesslog"),

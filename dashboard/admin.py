@@ -19,7 +19,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from dashboard import services
-from dashboard.models import ChatSession
+from dashboard.models import CannedReply, ChatSession
 from realtime.auth import Principal
 
 logger = logging.getLogger(__name__)
@@ -90,11 +90,20 @@ def timeline(name: str) -> list[dict[str, Any]]:
 Command = Callable[..., services.Outcome]
 
 
+@admin.register(CannedReply)
+class CannedReplyAdmin(admin.ModelAdmin):
+    """The team's prepared answers; agents insert them with "/" in the composer."""
+
+    list_display = ("shortcut", "title", "updated_at")
+    search_fields = ("shortcut", "title", "text")
+    fields = ("shortcut", "title", "text")
+
+
 @admin.register(ChatSession)
 class ChatSessionAdmin(admin.ModelAdmin):
     list_display = ("name", "status", "agent", "waiting", "reason", "created_at", "escalated_at", "closed_at")
     list_filter = ("status", ("agent", admin.RelatedOnlyFieldListFilter))
-    search_fields = ("name",)
+    search_fields = ("name", "customer_name", "customer_ref")
     list_select_related = ("agent",)
     date_hierarchy = "created_at"
     fields = (
@@ -102,6 +111,8 @@ class ChatSessionAdmin(admin.ModelAdmin):
         "status",
         "agent",
         "reason",
+        "customer_name",
+        "customer_ref",
         "waiting",
         "created_at",
         "escalated_at",

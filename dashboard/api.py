@@ -12,10 +12,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 
-from dashboard import services
-from dashboard.models import ChatSession, Status
+from dashboard import services, unread
+from dashboard.models import CannedReply, ChatSession, SessionEvent, Status
 from realtime.auth import Principal
 from realtime.bus import bus_cursor, record_cursor
 from realtime.channels import InvalidChannel, validate_name
@@ -148,7 +149,17 @@ def session_list(request: HttpRequest, principal: Principal) -> HttpResponse:
             raise ApiError(400, str(exc), "invalid_input") from None
         queryset = queryset.filter(agent__username=agent)
     sessions = queryset.ordered_for(status, limit)
-    return ok({"sessions": [s.to_json() for s in sessions], "last_event_id": cursor})
+    return ok({"sessions": _with_unread(sessions, principal), "last_event_id": cursor})
+
+
+def _with_unread(sessions: list[ChatSession], principal: Principal) -> list[dict[str, Any]]:
+    """Session objects; the caller's own open sessions also carry `unread` and `read_up_to`."""
+    counts: dict[str, dict[str, Any]] = {}
+    if not principal.is_service:
+        user_pk = next((s.agent_id for s in sessions if s.agent_name == principal.name), None)
+        if user_pk is not None:
+            counts = unread.unread_counts(sessions, user_pk)
+    return [{**s.to_json(), **counts.get(s.name, {})} for s in sessions]
 
 
 def _limit(value: str | None) -> int:
@@ -165,10 +176,71 @@ def session_detail(request: HttpRequest, principal: Principal, name: str) -> Htt
     """GET /api/sessions/{name}: the session, its recent events and a cursor to resume from."""
     cursor = record_cursor()  # before the query; where the record is complete
     session = services.session_detail(name)
+    shown = _with_unread([session], principal)[0]
     return ok(
         {
-            "session": session.to_json(),
+            "session": shown,
             "events": services.session_history(name, upto=cursor, limit=DETAIL_EVENTS),
+            "messages": _messages(session),
+            "customer": session.customer or None,
+            "customer_sessions": _earlier_sessions(session),
+            "unread": shown.get("unread"),
+            "read_up_to": shown.get("read_up_to"),
             "last_event_id": cursor,
         }
     )
+
+
+# The customer panel lists this many of the customer's other sessions, newest first.
+EARLIER_SESSIONS = 20
+
+
+def _messages(session: ChatSession) -> list[dict[str, Any]]:
+    """The session's latest chat messages from the record, oldest first (also after the bus
+    forgot them): each {message_id, source, sender, text, timestamp}."""
+    rows = (
+        SessionEvent.objects.filter(session_id=session.pk, type="new_message")
+        .order_by("-timestamp", "-pk")
+        .values("message_id", "source", "sender", "text", "timestamp")[:DETAIL_EVENTS]
+    )
+    return list(reversed(rows))
+
+
+def _earlier_sessions(session: ChatSession) -> list[dict[str, Any]]:
+    if not session.customer_ref:
+        return []
+    others = (
+        ChatSession.objects.filter(customer_ref=session.customer_ref)
+        .exclude(pk=session.pk)
+        .order_by("-created_at", "-pk")
+        .values("name", "status", "reason", "created_at", "closed_at", "resolution_note")[:EARLIER_SESSIONS]
+    )
+    return [{**row, "created_at": row["created_at"].isoformat(), "closed_at": _iso(row["closed_at"])} for row in others]
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+@api(("POST",), who=_humans)
+@refusals
+def read(request: HttpRequest, principal: Principal, name: str) -> HttpResponse:
+    """POST /api/sessions/{name}/read {"up_to": <message_id>}: the agent has read this far."""
+    body = fields(request, {"up_to": str}, required=("up_to",))
+    return ok(unread.mark_read(name, body["up_to"], by=principal))
+
+
+# Enough for every prepared answer of a team; the composer shows the first few that match.
+MAX_CANNED = 200
+
+
+@api(("GET",), who=_humans)
+def canned_replies(request: HttpRequest, principal: Principal) -> HttpResponse:
+    """GET /api/canned-replies[?q=]: prepared answers whose shortcut or title contains q."""
+    query = request.GET.get("q", "").strip()
+    if len(query) > 100:
+        raise ApiError(400, "q is at most 100 characters", "invalid_input")
+    replies = CannedReply.objects.all()
+    if query:
+        replies = replies.filter(Q(shortcut__icontains=query) | Q(title__icontains=query))
+    return ok({"replies": [reply.to_json() for reply in replies[:MAX_CANNED]]})

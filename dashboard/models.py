@@ -69,6 +69,19 @@ class ChatSession(models.Model):
     closed_at = models.DateTimeField(null=True, blank=True)
     # What the person who closed it wrote about how it ended (optional, docs/sessions.md).
     resolution_note = models.TextField(blank=True, default="", max_length=2000)
+    # Who the customer is, as the bot said when it escalated (`data.customer`, docs/sessions.md):
+    # {"id", "name", "email", "fields": {...}}. `customer_ref` and `customer_name` copy the id
+    # and name into indexed columns for the earlier-sessions panel and the history search.
+    customer = models.JSONField(default=dict, blank=True)
+    customer_ref = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    customer_name = models.CharField(max_length=200, blank=True, default="")
+    # The latest chat message (either side), for "My sessions" previews.
+    last_message_text = models.CharField(max_length=200, blank=True, default="")
+    last_message_sender = models.CharField(max_length=16, blank=True, default="")
+    last_message_at = models.DateTimeField(null=True, blank=True)
+    # Since when the customer waits for the agent's reply (their first unanswered message, or
+    # the accept); None while the agent has the last word or nobody handles the session.
+    awaiting_reply_since = models.DateTimeField(null=True, blank=True)
     # The id of the last event the dashboard published on sse:session:{name} ("" = none yet).
     last_event_id = models.CharField(max_length=41, blank=True, default="")
     # The same id zero-padded, so SQL can compare ids and a slow writer never moves it back.
@@ -80,7 +93,10 @@ class ChatSession(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-pk"]
-        indexes = [models.Index(fields=["status", "escalated_at"], name="chatsession_queue")]
+        indexes = [
+            models.Index(fields=["status", "escalated_at"], name="chatsession_queue"),
+            models.Index(fields=["status", "closed_at"], name="chatsession_history"),
+        ]
         constraints = [
             models.CheckConstraint(condition=models.Q(status__in=Status.values), name="chatsession_status_valid"),
         ]
@@ -91,6 +107,11 @@ class ChatSession(models.Model):
     @property
     def agent_name(self) -> str | None:
         return self.agent.get_username() if self.agent is not None else None
+
+    @property
+    def display_name(self) -> str:
+        """The customer's name when the bot gave one, else the session's name."""
+        return self.customer_name or self.name
 
     def waiting_seconds(self, now: datetime | None = None) -> float | None:
         """Seconds in the queue so far, for a waiting session; None otherwise."""
@@ -121,6 +142,13 @@ class ChatSession(models.Model):
             "accepted_at": iso(self.accepted_at),
             "closed_at": iso(self.closed_at),
             "resolution_note": self.resolution_note,
+            "customer": self.customer or None,
+            "last_message": (
+                {"text": self.last_message_text, "sender": self.last_message_sender, "at": iso(self.last_message_at)}
+                if self.last_message_at is not None
+                else None
+            ),
+            "awaiting_reply_since": iso(self.awaiting_reply_since),
             "last_event_id": self.last_event_id or None,
         }
 
@@ -155,6 +183,10 @@ class SessionEvent(models.Model):
     event_id = models.CharField(max_length=41, blank=True, default="")
     # Chat messages only: the stable id carried in the payload, so each is stored once.
     message_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    # Chat messages only: who wrote it ("customer", "agent", "bot", ...) and what, copied out of
+    # the payload for unread counts and the history search (PostgreSQL indexes it for full text).
+    sender = models.CharField(max_length=16, blank=True, default="")
+    text = models.TextField(blank=True, default="")
 
     objects = SessionEventQuerySet.as_manager()
 
@@ -191,3 +223,45 @@ class SessionEvent(models.Model):
             "timestamp": self.timestamp,
             "source": self.source,
         }
+
+
+class ReadMarker(models.Model):
+    """How far one agent has read one session: unread counts survive reloads and other devices."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="read_markers")
+    # The last message read, and its timestamp: messages after it are unread.
+    message_id = models.CharField(max_length=64)
+    timestamp = models.FloatField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "session"], name="readmarker_once")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} read {self.session_id} up to {self.message_id}"
+
+
+class CannedReply(models.Model):
+    """A prepared answer an agent inserts with "/" in the composer (managed in the admin).
+
+    `text` may hold {customer_name}, {agent_name} and {session_name}, filled in on insert.
+    """
+
+    shortcut = models.SlugField(max_length=32, unique=True, help_text="Typed after / in the composer, e.g. refund")
+    title = models.CharField(max_length=120)
+    text = models.TextField(
+        max_length=4000,
+        help_text="May use {customer_name}, {agent_name} and {session_name}; they are filled in when inserted.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["shortcut"]
+        verbose_name_plural = "canned replies"
+
+    def __str__(self) -> str:
+        return f"/{self.shortcut}"
+
+    def to_json(self) -> dict[str, str]:
+        return {"shortcut": self.shortcut, "title": self.title, "text": self.text}

@@ -18,9 +18,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from dashboard.models import ChatSession, SessionEvent, Status
@@ -49,9 +51,27 @@ def store_command_events(session: ChatSession, pending: Iterable[PendingEvent], 
                 timestamp=envelope["timestamp"],
                 outbox=event.batch.rows[event.index],
                 message_id=_message_id(envelope["type"], payload),
+                **message_fields(envelope["type"], source, payload),
             )
         )
     SessionEvent.objects.bulk_create(rows)
+
+
+def message_fields(event_type: str, source: str, payload: Any) -> dict[str, str]:
+    """`sender` and `text` of a chat message, as the pages show it: "agent" only when the
+    workbench sent it (a service claiming to be an agent is the bot), else "bot" or "customer"."""
+    if event_type != "new_message" or not isinstance(payload, dict) or not isinstance(payload.get("data"), dict):
+        return {"sender": "", "text": ""}
+    data = payload["data"]
+    claimed = data.get("sender")
+    if claimed == "agent" and source == "agent_workbench":
+        sender = "agent"
+    elif claimed in ("agent", "bot"):
+        sender = "bot"
+    else:
+        sender = "customer"
+    text = data.get("text")
+    return {"sender": sender, "text": text if isinstance(text, str) else ""}
 
 
 def transcript(name: str, *, upto: str | None = None, limit: int = 200, waiting: bool = False) -> list[dict[str, Any]]:
@@ -132,7 +152,36 @@ def store_bus_events(envelopes: list[dict[str, Any]]) -> int:
             new.append(SessionEvent(session_id=sessions[row.pop("name")], **row))
         # A row stored meanwhile by another process's recorder is skipped by the database.
         SessionEvent.objects.bulk_create(new, ignore_conflicts=True)
+        _summarise_messages(new)
     return len(new)
+
+
+def _summarise_messages(rows: list[SessionEvent]) -> None:
+    """Keep each session's last message and reply clock current (two UPDATEs per session)."""
+    by_session: dict[int, list[SessionEvent]] = {}
+    for row in rows:
+        if row.type == "new_message" and row.sender:
+            by_session.setdefault(row.session_id, []).append(row)
+    for session_id, messages in by_session.items():
+        messages.sort(key=lambda row: row.timestamp)
+        first_customer = next((row for row in messages if row.sender == "customer"), None)
+        if first_customer is not None:
+            at = _when(first_customer.timestamp)
+            # Waiting starts with the first customer message after the agent's last word; a
+            # message recorded late, from before the agent's reply, starts nothing.
+            ChatSession.objects.filter(
+                Q(pk=session_id, status=Status.AGENT_HANDLING, awaiting_reply_since__isnull=True)
+                & (~Q(last_message_sender="agent") | Q(last_message_at__lt=at) | Q(last_message_at__isnull=True))
+            ).update(awaiting_reply_since=at)
+        last = messages[-1]
+        at = _when(last.timestamp)
+        ChatSession.objects.filter(
+            Q(pk=session_id) & (Q(last_message_at__isnull=True) | Q(last_message_at__lt=at))
+        ).update(last_message_text=last.text[:200], last_message_sender=last.sender, last_message_at=at)
+
+
+def _when(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, tz=UTC)
 
 
 def _row(envelope: dict[str, Any]) -> dict[str, Any] | None:
@@ -155,6 +204,7 @@ def _row(envelope: dict[str, Any]) -> dict[str, Any] | None:
         "timestamp": float(stamp) if isinstance(stamp, (int, float)) else timezone.now().timestamp(),
         "event_id": event_id,
         "message_id": _message_id(str(envelope.get("type")), payload),
+        **message_fields(str(envelope.get("type")), str(envelope.get("source")), payload),
     }
 
 

@@ -120,10 +120,11 @@ def escalate(name: str, *, by: Principal, reason: str = "", data: dict[str, Any]
     is reopened into the queue: the customer is back and asks for a person again. A session
     an agent is handling is refused (409): it already has a human.
     """
-    name = _valid_name(name)
+    name = valid_name(name)
     reason = _valid_text(reason, "reason", MAX_REASON_CHARS, allow_empty=True)
     if data is not None and not isinstance(data, dict):
         raise InvalidInput("data must be a JSON object")
+    customer = valid_customer((data or {}).get("customer"))
     _require_sources(by, "transfer_request", "status_change")
     for _ in range(ESCALATE_ATTEMPTS):
         now = timezone.now()
@@ -134,6 +135,9 @@ def escalate(name: str, *, by: Principal, reason: str = "", data: dict[str, Any]
             "resolution_note": "",
             "agent": None,
             "reason": reason,
+            "awaiting_reply_since": None,
+            # A customer the bot names again replaces the old details; one it does not keeps them.
+            **(_customer_columns(customer) if customer else {}),
         }
         with transaction.atomic():
             previous = _move(name, (Status.AI_HANDLING, Status.CLOSED), Status.WAITING_AGENT, **changes)
@@ -150,7 +154,12 @@ def escalate(name: str, *, by: Principal, reason: str = "", data: dict[str, Any]
                 try:
                     with transaction.atomic():
                         ChatSession.objects.create(
-                            name=name, status=Status.WAITING_AGENT, created_at=now, escalated_at=now, reason=reason
+                            name=name,
+                            status=Status.WAITING_AGENT,
+                            created_at=now,
+                            escalated_at=now,
+                            reason=reason,
+                            **_customer_columns(customer),
                         )
                 except IntegrityError:
                     continue  # PostgreSQL: another process created it meanwhile; look again
@@ -170,11 +179,20 @@ def escalate(name: str, *, by: Principal, reason: str = "", data: dict[str, Any]
 
 def accept(name: str, *, by: Principal) -> Outcome:
     """An agent takes a waiting session. Of agents accepting at once, exactly one wins."""
-    name = _valid_name(name)
-    agent_pk = _agent_pk(by)
+    name = valid_name(name)
+    agent_pk = agent_pk_of(by)
     _require_sources(by, "agent_joined", "status_change")
     with transaction.atomic():
-        if _move(name, (Status.WAITING_AGENT,), Status.AGENT_HANDLING, agent_id=agent_pk, accepted_at=timezone.now()):
+        now = timezone.now()
+        # The reply clock starts with the accept: the customer waits for the agent's first word.
+        if _move(
+            name,
+            (Status.WAITING_AGENT,),
+            Status.AGENT_HANDLING,
+            agent_id=agent_pk,
+            accepted_at=now,
+            awaiting_reply_since=now,
+        ):
             session = _locked(name)
             joined = {"session_name": name, "status": Status.AGENT_HANDLING, "data": {"agent": by.name}}
             change = _status_change(name, Status.WAITING_AGENT, Status.AGENT_HANDLING, by.name)
@@ -184,15 +202,19 @@ def accept(name: str, *, by: Principal) -> Outcome:
 
 def send_message(name: str, text: object, *, by: Principal) -> Outcome:
     """The agent on the session writes to the customer."""
-    name = _valid_name(name)
+    name = valid_name(name)
     text = _valid_text(text, "text", MAX_MESSAGE_CHARS, allow_empty=False)
-    agent_pk = _agent_pk(by)
+    agent_pk = agent_pk_of(by)
     _require_sources(by, "new_message")
     with transaction.atomic():
         # Touch the row under the same condition a leave or close would change, so a message
         # and a concurrent leave are ordered by the database and a message never follows a leave.
         touched = ChatSession.objects.filter(name=name, status=Status.AGENT_HANDLING, agent_id=agent_pk).update(
-            version=F("version") + 1
+            version=F("version") + 1,
+            last_message_text=text[:200],
+            last_message_sender="agent",
+            last_message_at=timezone.now(),
+            awaiting_reply_since=None,
         )
         if not touched:
             raise _refusal(name, "send messages", (Status.AGENT_HANDLING,), agent_pk)
@@ -207,7 +229,7 @@ def send_message(name: str, text: object, *, by: Principal) -> Outcome:
 
 def leave(name: str, *, by: Principal) -> Outcome:
     """The agent on the session gives it back to the queue."""
-    return _return_to_queue(name, by, agent_pk=_agent_pk(by))
+    return _return_to_queue(name, by, agent_pk=agent_pk_of(by))
 
 
 def requeue(name: str, *, by: Principal) -> Outcome:
@@ -230,7 +252,7 @@ def close(name: str, *, by: Principal, note: object = "") -> Outcome:
     The agent on the session may close it while handling it; a supervisor or a service may
     close any session that is not closed yet (a customer who left the queue, a bot-only chat).
     """
-    name = _valid_name(name)
+    name = valid_name(name)
     note = _valid_text(note, "note", MAX_NOTE, allow_empty=True)
     _require_sources(by, "status_change")
     if by.is_service or by.is_supervisor:
@@ -238,10 +260,10 @@ def close(name: str, *, by: Principal, note: object = "") -> Outcome:
         agent_pk = None
     else:
         sources = (Status.AGENT_HANDLING,)
-        agent_pk = _agent_pk(by)
+        agent_pk = agent_pk_of(by)
     with transaction.atomic():
         only_mine = {"agent_id": agent_pk} if agent_pk is not None else {}
-        closing = {"closed_at": timezone.now(), "resolution_note": note}
+        closing = {"closed_at": timezone.now(), "resolution_note": note, "awaiting_reply_since": None}
         previous = _move(name, sources, Status.CLOSED, filters=only_mine, **closing)
         if previous is None:
             raise _refusal(name, "close", sources, agent_pk)
@@ -253,7 +275,7 @@ def close(name: str, *, by: Principal, note: object = "") -> Outcome:
 
 
 def session_detail(name: str) -> ChatSession:
-    session = _current(_valid_name(name))
+    session = _current(valid_name(name))
     if session is None:
         raise NotFound(f"no session {name}")
     return session
@@ -264,13 +286,66 @@ def session_history(
 ) -> list[dict[str, Any]]:
     """The latest `limit` events of session `name` from the record, oldest first (see
     `dashboard.record.transcript`)."""
-    return record.transcript(_valid_name(name), upto=upto, limit=limit, waiting=waiting)
+    return record.transcript(valid_name(name), upto=upto, limit=limit, waiting=waiting)
+
+
+# --- customers -----------------------------------------------------------------------
+
+# `data.customer` of an escalation: who the customer is, shown to agents (docs/sessions.md).
+CUSTOMER_LIMITS = {"id": 64, "name": 200, "email": 254}
+MAX_CUSTOMER_FIELDS = 20
+MAX_FIELD_NAME = 64
+MAX_FIELD_VALUE = 500
+
+
+def valid_customer(value: object) -> dict[str, Any]:
+    """`data.customer` checked and normalised to {"id", "name", "email", "fields"} ({} if absent).
+
+    Every other key is a free field shown in the customer panel: strings, numbers and booleans
+    only, so a page never has to render a nested structure it cannot lay out.
+    """
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        value = {"name": value}  # a bare string is the customer's name
+    if not isinstance(value, dict):
+        raise InvalidInput("data.customer must be a JSON object (or a string: the customer's name)")
+    customer: dict[str, Any] = {}
+    for key, limit in CUSTOMER_LIMITS.items():
+        if key in value and value[key] is not None:
+            customer[key] = _valid_text(value[key], f"data.customer.{key}", limit, allow_empty=True).strip()
+    if customer.get("id"):
+        try:
+            validate_name(customer["id"], "data.customer.id")
+        except InvalidChannel as exc:
+            raise InvalidInput(str(exc)) from None
+    fields = {key: item for key, item in value.items() if key not in CUSTOMER_LIMITS}
+    if len(fields) > MAX_CUSTOMER_FIELDS:
+        raise InvalidInput(f"data.customer has {len(fields)} free fields; the limit is {MAX_CUSTOMER_FIELDS}")
+    for key, item in fields.items():
+        if not key.strip() or len(key) > MAX_FIELD_NAME:
+            raise InvalidInput(f"data.customer field names must be 1 to {MAX_FIELD_NAME} characters")
+        if isinstance(item, str):
+            _valid_text(item, f"data.customer.{key}", MAX_FIELD_VALUE, allow_empty=True)
+        elif not isinstance(item, (int, float, bool)) and item is not None:
+            raise InvalidInput(f"data.customer.{key} must be a string, number, boolean or null")
+    if fields:
+        customer["fields"] = fields
+    return {key: item for key, item in customer.items() if item not in ("", None)}
+
+
+def _customer_columns(customer: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "customer": customer,
+        "customer_ref": customer.get("id", ""),
+        "customer_name": customer.get("name", ""),
+    }
 
 
 # --- the machinery -------------------------------------------------------------------
 
 
-def _valid_name(name: object) -> str:
+def valid_name(name: object) -> str:
     try:
         return validate_name(name, "session_name")
     except InvalidChannel as exc:
@@ -296,7 +371,7 @@ def _require_sources(by: Principal, *event_types: str) -> None:
             raise Forbidden(f"{by.name} may not do this: {exc}") from None
 
 
-def _agent_pk(by: Principal) -> int:
+def agent_pk_of(by: Principal) -> int:
     """The user id of an agent or supervisor; services do not act as agents."""
     if by.is_service:
         raise Forbidden("this is done by an agent, not a service")
@@ -355,7 +430,7 @@ def _status_change(name: str, previous: str, new: str, agent: str | None) -> tup
 
 
 def _return_to_queue(name: str, by: Principal, agent_pk: int | None) -> Outcome:
-    name = _valid_name(name)
+    name = valid_name(name)
     _require_sources(by, "agent_left", "status_change")
     with transaction.atomic():
         only_mine = {"agent_id": agent_pk} if agent_pk is not None else {}
@@ -367,7 +442,7 @@ def _return_to_queue(name: str, by: Principal, agent_pk: int | None) -> Outcome:
         # The agent is cleared in a second UPDATE, after reading who it was: this transaction
         # already holds the row, so no other command can come between the two.
         left = _locked(name).agent_name
-        ChatSession.objects.filter(name=name).update(agent=None, accepted_at=None)
+        ChatSession.objects.filter(name=name).update(agent=None, accepted_at=None, awaiting_reply_since=None)
         session = _locked(name)
         # The queue's pages put it back where it was, with its reason, from the event alone.
         back = {"agent": left, "reason": session.reason, "escalated_at": session.state_json()["escalated_at"]}

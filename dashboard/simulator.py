@@ -32,7 +32,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 
 from dashboard import services
-from dashboard.simulator_scripts import ADOPTED, AGENT_LEFT_LINE, ESCALATING, FIRST_NAMES, NUDGE_LINE, RESOLVING, Script
+from dashboard.simulator_scripts import ADOPTED, AGENT_LEFT_LINE, CUSTOMERS, ESCALATING, NUDGE_LINE, RESOLVING, Script
 from realtime.auth import Principal
 from realtime.bus import enqueue_sse_message, get_layer, subscribe_sse_events
 from realtime.channels import BROADCAST, agent_channel, session_channel
@@ -71,7 +71,7 @@ class Options:
 class SimSession:
     name: str
     script: Script
-    customer: str
+    customer: dict[str, str]  # as sent in the escalation's data.customer
     phase: Phase = Phase.BOT
     turn: int = 0  # the next line of script.lines
     due: float = 0.0  # when the next bot-side line (or the escalation) is due
@@ -150,11 +150,11 @@ class ChatbotSimulator:
         escalates = self.rng.random() < self.options.escalate_share
         script = self.rng.choice(ESCALATING if escalates else RESOLVING)
         name = f"cust_{self.rng.getrandbits(40):010x}"
-        session = SimSession(name, script, self.rng.choice(FIRST_NAMES), due=self.clock())
+        session = SimSession(name, script, self.rng.choice(CUSTOMERS), due=self.clock())
         self.sessions[name] = session
         self.opened += 1
         self.next_open = self.clock() + self._scaled(self.options.every * self.rng.uniform(0.5, 1.5))
-        logger.info("customer %s opened session %s (%s)", session.customer, name, script.topic)
+        logger.info("customer %s opened session %s (%s)", session.customer["id"], name, script.topic)
         await self.advance(session)
         return session
 
@@ -244,7 +244,7 @@ class ChatbotSimulator:
 
     def _adopt(self, name: str, phase: Phase) -> SimSession:
         """A session someone else opened: the simulator plays its customer from now on."""
-        session = SimSession(name, ADOPTED, self.rng.choice(FIRST_NAMES), phase=phase, turn=0)
+        session = SimSession(name, ADOPTED, self.rng.choice(CUSTOMERS), phase=phase, turn=0)
         session.waiting_since = self.clock() if phase is Phase.WAITING else None
         self.sessions[name] = session
         return session

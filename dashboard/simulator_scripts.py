@@ -108,6 +108,32 @@ RESOLVING = tuple(s for s in SCRIPTS if s.reason is None)
 # For a session the simulator did not open (escalated by someone else, or before a restart).
 ADOPTED = Script("adopted", (), "customer asked for a human", ("Hello?", "I see.", "OK, thanks.", "Thank you!"))
 
-FIRST_NAMES = ("Ana", "Ben", "Chloe", "David", "Emma", "Farid", "Grace", "Hugo", "Ines", "Jonas", "Kim", "Lea")
+# The shop's customers: a small crowd, so the same people come back and agents see their
+# earlier sessions in the customer panel. Sent as the escalation's `data.customer`.
+CUSTOMERS: tuple[dict[str, str], ...] = tuple(
+    {
+        "id": f"c{100 + i}",
+        "name": name,
+        "email": f"{name.split()[0].lower()}@example.com",
+        "plan": plan,
+        "language": lang,
+    }
+    for i, (name, plan, lang) in enumerate(
+        (
+            ("Ana Costa", "Plus", "Portuguese"),
+            ("Ben Walker", "Basic", "English"),
+            ("Chloe Martin", "Plus", "French"),
+            ("David Levi", "Business", "English"),
+            ("Emma Schmidt", "Basic", "German"),
+            ("Farid Haddad", "Plus", "Arabic"),
+            ("Grace Okafor", "Business", "English"),
+            ("Hugo Moreau", "Basic", "French"),
+            ("Ines Duarte", "Plus", "Spanish"),
+            ("Jonas Berg", "Basic", "Swedish"),
+            ("Kim Tran", "Business", "Vietnamese"),
+            ("Lea Novak", "Plus", "Slovenian"),
+        )
+    )
+)
 AGENT_LEFT_LINE = "Your agent had to step away. You're back in the queue; the next free colleague will pick you up."
 NUDGE_LINE = "Hello? Is anyone there?"

@@ -34,6 +34,8 @@ urlpatterns = [
     path("api/sessions/<str:name>/messages", api.messages, name="session-messages"),
     path("api/sessions/<str:name>/leave", api.leave, name="session-leave"),
     path("api/sessions/<str:name>/close", api.close, name="session-close"),
+    path("api/sessions/<str:name>/read", api.read, name="session-read"),
+    path("api/canned-replies", api.canned_replies, name="canned-replies"),
     # Anything else under /api/ gets the contract's JSON 404, not an HTML page.
     re_path(r"^api/", realtime_views.api_not_found),
 ]

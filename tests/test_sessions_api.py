@@ -17,6 +17,9 @@ SESSION_KEYS = {
     "accepted_at",
     "closed_at",
     "resolution_note",
+    "customer",
+    "last_message",
+    "awaiting_reply_since",
     "last_event_id",
     "waiting_seconds",
 }
