@@ -282,6 +282,13 @@
   /** An agent's message only when the server says so: `source` is stamped from who is signed in. */
   const fromAgent = (event, data) => data.sender === "agent" && event.source === "agent_workbench";
 
+  /** Who wrote a chat message, as shown: "agent" only from the workbench, else "bot" or "customer". */
+  Live.senderOf = function (event) {
+    const data = (event.payload && event.payload.data) || {};
+    if (fromAgent(event, data)) return "agent";
+    return data.sender === "bot" || data.sender === "agent" ? "bot" : "customer";
+  };
+
   /**
    * Renders a session's events: customer, bot and agent messages told apart, plus system lines.
    *
@@ -419,7 +426,7 @@
       switch (event.type) {
         case "new_message": {
           // A line that says it is an agent's but does not come from the workbench is the bot's.
-          const sender = fromAgent(event, data) ? "agent" : data.sender === "bot" || data.sender === "agent" ? "bot" : "customer";
+          const sender = Live.senderOf(event);
           return this.message(sender, data.agent, String(data.text ?? ""), ms);
         }
         case "transfer_request":

@@ -22,6 +22,11 @@
 
   const transcript = new Live.Transcript($("transcript"), me);
 
+  /** Tell the page's other scripts (alerts, layout, canned replies) what happened here. */
+  function announce(what, detail) {
+    document.dispatchEvent(new CustomEvent("workbench:" + what, { detail }));
+  }
+
   // --- rendering ----------------------------------------------------------------------
 
   function sortedQueue() {
@@ -136,6 +141,7 @@
     }
     state.queue.set(name, { name, reason: reason || "", since, fresh });
     renderQueue();
+    if (fresh) announce("queued", { name, reason: reason || "" });
   }
 
   function queueRemove(name) {
@@ -188,6 +194,9 @@
     }
     switch (event.type) {
       case "new_message":
+        if (state.mine.has(name) && Live.senderOf(event) === "customer" && event.channel !== "sse:broadcast") {
+          announce("customer-message", { name, text: String(data.text ?? ""), key: Live.messageIdOf(event) || event.id });
+        }
         if (name !== state.open && state.mine.has(name) && data.sender !== "agent" && event.channel !== "sse:broadcast") {
           // A message replayed after an outage (another event id, or first none) counts once.
           const key = Live.messageIdOf(event) || event.id;
@@ -244,6 +253,9 @@
     const detail = await Live.get(Live.sessionUrl(name));
     if (state.open !== name) return null;
     state.openSession = detail.session;
+    // For the composer's helpers (canned replies fill in the customer's name).
+    $("composer-text").dataset.session = name;
+    $("composer-text").dataset.customerName = (detail.customer && detail.customer.name) || "";
     transcript.load(detail.events);
     if (detail.session.status === "waiting_agent") {
       queueAdd(name, detail.session.reason, Live.waitingSince(detail.session), false);
@@ -261,6 +273,7 @@
     state.openSession = null;
     state.unread.delete(name);
     history.replaceState(null, "", "#" + encodeURIComponent(name));
+    announce("open", { name });
     $("composer-text").value = drafts.load(name);
     autosize();
     transcript.clear();
@@ -285,6 +298,7 @@
     state.open = null;
     state.openSession = null;
     history.replaceState(null, "", location.pathname);
+    announce("close", {});
     renderPane();
     renderQueue();
     renderMine();
