@@ -49,6 +49,11 @@ def _config(request: HttpRequest, **extra: Any) -> dict[str, Any]:
         "me": request.user.get_username(),
         "is_supervisor": bool(request.user.is_staff),
         "sla_seconds": settings.QUEUE_SLA_SECONDS,
+        # The SLA stages (docs/pages.md): [warning, overdue] seconds for the queue and for replies.
+        "sla": {
+            "queue": [settings.QUEUE_SLA_SECONDS, settings.QUEUE_OVERDUE_SECONDS],
+            "reply": [settings.REPLY_SLA_SECONDS, settings.REPLY_OVERDUE_SECONDS],
+        },
         # The name rule (realtime.channels), in JavaScript's spelling: `$` there never
         # accepts a trailing newline, so it stands for Python's `\Z`.
         "name_pattern": NAME_PATTERN.replace("\\Z", "$"),

@@ -211,9 +211,15 @@ else:
 # A customer waiting longer than this (seconds) is shown in the warning colour: a minute is
 # about as long as people wait in a chat before they give up.
 QUEUE_SLA_SECONDS = envint("QUEUE_SLA_SECONDS", 60, minimum=1, maximum=86_400)
-# `make run` sets this: play the ai_chatbot inside the server process (in-memory layer only;
-# with Redis run `manage.py simulate_chatbot` as its own process). See docs/pages.md "The demo".
-SIMULATE_CHATBOT = envbool("SIMULATE_CHATBOT", False)
+# ... and overdue (red) after this long; by default three times the warning.
+QUEUE_OVERDUE_SECONDS = envint("QUEUE_OVERDUE_SECONDS", 3 * QUEUE_SLA_SECONDS, minimum=1, maximum=86_400)
+# The same two stages for a customer waiting for the agent's reply in an ongoing session.
+REPLY_SLA_SECONDS = envint("REPLY_SLA_SECONDS", 60, minimum=1, maximum=86_400)
+REPLY_OVERDUE_SECONDS = envint("REPLY_OVERDUE_SECONDS", 3 * REPLY_SLA_SECONDS, minimum=1, maximum=86_400)
+if QUEUE_OVERDUE_SECONDS <= QUEUE_SLA_SECONDS:
+    raise ImproperlyConfigured("QUEUE_OVERDUE_SECONDS must be greater than QUEUE_SLA_SECONDS")
+if REPLY_OVERDUE_SECONDS <= REPLY_SLA_SECONDS:
+    raise ImproperlyConfigured("REPLY_OVERDUE_SECONDS must be greater than REPLY_SLA_SECONDS")
 
 # --- HTTPS and what browsers are told (docs/operations.md) --------------------------------
 

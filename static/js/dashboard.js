@@ -3,7 +3,10 @@
   "use strict";
 
   const { el, $, config } = Live;
-  const SLA_MS = config.sla_seconds * 1000;
+  // Customer messages are not on sse:broadcast (the contract keeps chat on the session's
+  // channels), so the reply clocks of ongoing sessions are re-read this often; agents' replies
+  // and accepts, which are on the broadcast, update them at once.
+  const REPLY_CLOCKS_POLL_MS = 15000;
   const FEED_MAX = 200;
   const FEED_TYPES = ["transfer_request", "status_change", "agent_joined", "agent_left", "new_message"];
   const TYPE_LABELS = {
@@ -39,9 +42,16 @@
   function fromSession(session) {
     return {
       name: session.name, status: session.status, agent: session.agent, reason: session.reason,
+      customer: Live.customerName(session.customer),
       since: session.status === "waiting_agent" ? Live.waitingSince(session)
         : Date.parse(session.accepted_at || session.escalated_at || session.created_at),
+      replySince: replyClock(session),
     };
+  }
+
+  function replyClock(session) {
+    if (session.status !== "agent_handling" || !session.awaiting_reply_since) return null;
+    return Live.toLocalMs(Date.parse(session.awaiting_reply_since));
   }
 
   function upsert(name, changes) {
@@ -60,10 +70,14 @@
       const badge = el("span", {});
       Live.statusBadge(badge, row.status);
       const when = row.status === "waiting_agent"
-        ? el("span", { class: "timer num", dataset: { since: String(row.since) } }, "0:00")
-        : el("span", { class: "num" }, Live.time(row.since));
+        ? el("span", { class: "timer num", dataset: { since: String(row.since), kind: "queue" } }, "0:00")
+        : row.replySince
+          ? el("span", {},
+            el("span", { class: "num" }, Live.time(row.since)), " · reply ",
+            el("span", { class: "timer num", dataset: { since: String(row.replySince), kind: "reply" } }, "0:00"))
+          : el("span", { class: "num" }, Live.time(row.since));
       return el("tr", { dataset: { name: row.name } },
-        el("td", { class: "name" }, sessionLink(row.name)),
+        el("td", { class: "name" }, sessionLink(row.name), row.customer ? el("div", { class: "sub" }, row.customer) : null),
         el("td", {}, badge),
         el("td", {}, row.agent || "–"),
         el("td", { class: "opt" }, row.reason || "–"),
@@ -89,8 +103,42 @@
     const waiting = [...state.sessions.values()].filter((s) => s.status === "waiting_agent");
     const longest = waiting.length ? now - Math.min(...waiting.map((s) => s.since)) : null;
     $("stat-longest").textContent = longest === null ? "–" : Live.duration(longest / 1000);
-    $("stat-wait-card").classList.toggle("late", longest !== null && longest > SLA_MS);
-    for (const timer of document.querySelectorAll("#sessions .timer")) Live.showWaited(timer, Number(timer.dataset.since), now);
+    $("stat-wait-card").classList.toggle("late", longest !== null && Live.slaStage("queue", longest / 1000) !== "");
+    for (const timer of document.querySelectorAll("#sessions .timer")) {
+      Live.showWaited(timer, Number(timer.dataset.since), now, timer.dataset.kind);
+    }
+    // The SLA counts: queue waits and reply waits past each stage.
+    const stages = (kind, starts) => {
+      const found = { warning: 0, overdue: 0 };
+      for (const since of starts) {
+        const stage = Live.slaStage(kind, (now - since) / 1000);
+        if (stage) found[stage] += 1;
+      }
+      return found;
+    };
+    const sessions = [...state.sessions.values()];
+    showStages("queue", stages("queue", waiting.map((s) => s.since)));
+    showStages("reply", stages("reply", sessions.filter((s) => s.replySince).map((s) => s.replySince)));
+  }
+
+  function showStages(kind, found) {
+    $("stat-" + kind + "-overdue").textContent = String(found.overdue);
+    $("stat-" + kind + "-warning").textContent = String(found.warning);
+    $("stat-" + kind + "-card").classList.toggle("late", found.warning > 0 && found.overdue === 0);
+    $("stat-" + kind + "-card").classList.toggle("overdue", found.overdue > 0);
+  }
+
+  async function refreshReplyClocks() {
+    try {
+      const answer = await Live.get(config.urls.sessions + "?status=agent_handling");
+      for (const session of answer.sessions) {
+        const row = state.sessions.get(session.name);
+        if (row && row.status === "agent_handling") row.replySince = replyClock(session);
+      }
+      renderSessions();
+    } catch {
+      /* the next poll, or the stream's snapshot, tries again */
+    }
   }
 
   // --- agents online ---------------------------------------------------------------------------
@@ -220,13 +268,21 @@
     if (!change) return;
     const { name, status, at } = change;
     const known = state.sessions.get(name);
+    if (event.type === "new_message" && known && Live.senderOf(event) === "agent") {
+      if (known.replySince) {
+        known.replySince = null; // the agent answered
+        renderSessions();
+      }
+      return;
+    }
     if (event.type === "transfer_request") {
-      upsert(name, { status, agent: null, reason: change.reason, since: at });
+      upsert(name, { status, agent: null, reason: change.reason, since: at, replySince: null });
     } else if (status === "closed") {
       // Counted only when it was open here: a close the snapshot already counted is not.
       if (state.sessions.delete(name)) state.closed += 1;
     } else if (known?.status !== status) {
-      upsert(name, { status, agent: change.agent ?? null, since: at });
+      // An accept starts the reply clock, as on the server; a leave stops it.
+      upsert(name, { status, agent: change.agent ?? null, since: at, replySince: status === "agent_handling" ? at : null });
     } else {
       return;
     }
@@ -252,4 +308,5 @@
   new Live.LiveStream({ channels: () => ["sse:broadcast"], snapshot, onEvent, stateNode: $("conn") }).start();
   setInterval(tick, 1000);
   setInterval(pollPresence, PRESENCE_POLL_MS);
+  setInterval(refreshReplyClocks, REPLY_CLOCKS_POLL_MS);
 })();

@@ -90,6 +90,7 @@
 
   Live.sessionUrl = (name, action) =>
     Live.config.urls.session.replace("__name__", encodeURIComponent(name)) + (action ? "/" + action : "");
+  Live.sessionPageUrl = (name) => Live.config.urls.session_page.replace("__name__", encodeURIComponent(name));
 
   // --- ids and time -----------------------------------------------------------------
 
@@ -145,14 +146,33 @@
     return Date.now();
   };
 
-  /** Show in a timer node how long it has been since `sinceMs`, amber past the queue's SLA. */
-  Live.showWaited = function (node, sinceMs, now) {
+  /** The SLA stage of a wait: "" (fine), "warning" or "overdue"; `kind` is "queue" or "reply". */
+  Live.slaStage = function (kind, seconds) {
+    const [warning, overdue] = Live.config.sla[kind];
+    return seconds >= overdue ? "overdue" : seconds >= warning ? "warning" : "";
+  };
+
+  const STAGE_TITLE = {
+    queue: { "": "Waiting time", warning: "Waiting longer than {0} s", overdue: "Overdue: waiting longer than {1} s" },
+    reply: { "": "Waiting for your reply", warning: "No reply for over {0} s", overdue: "Overdue: no reply for over {1} s" },
+  };
+
+  /** Show in a timer node how long it has been since `sinceMs`, coloured by its SLA stage. */
+  Live.showWaited = function (node, sinceMs, now, kind = "queue") {
     const waited = now - sinceMs;
-    const late = waited > Live.config.sla_seconds * 1000;
+    const stage = Live.slaStage(kind, waited / 1000);
     node.textContent = Live.duration(waited / 1000);
-    node.classList.toggle("late", late);
-    node.title = late ? "Waiting longer than " + Live.config.sla_seconds + " s" : "Waiting time";
+    node.classList.toggle("sla-warning", stage === "warning");
+    node.classList.toggle("sla-overdue", stage === "overdue");
+    const [warning, overdue] = Live.config.sla[kind];
+    node.title = STAGE_TITLE[kind][stage].replace("{0}", warning).replace("{1}", overdue);
     return waited;
+  };
+
+  /** The name to show for a customer: `data.customer` of an escalation or a session's `customer`. */
+  Live.customerName = function (customer) {
+    if (typeof customer === "string") return customer.trim();
+    return (customer && typeof customer.name === "string" && customer.name.trim()) || "";
   };
 
   /**

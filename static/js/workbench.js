@@ -12,8 +12,8 @@
   const COUNTED_MAX = 5000;
 
   const state = {
-    queue: new Map(), // name -> {name, reason, since}
-    mine: new Map(), // name -> session object
+    queue: new Map(), // name -> {name, reason, since, customer}
+    mine: new Map(), // name -> session object, plus replySince (ms, viewer clock, or null)
     unread: new Map(), // name -> count of customer messages not yet seen
     counted: new Set(), // message_ids (and event ids) already counted as unread
     open: null, // name of the session in the pane
@@ -49,6 +49,15 @@
     tickTimers();
   }
 
+  /** The row's title: the customer's name when the bot gave one (the session's name beside it). */
+  function rowTitle(name, customer, title) {
+    const person = Live.customerName(customer);
+    return el("button", {
+      class: "row-title btn-link" + (person ? " is-person" : ""), type: "button", title,
+      onclick: () => openSession(name),
+    }, person || name, person ? el("span", { class: "row-session" }, " " + name) : null);
+  }
+
   function queueRow(item) {
     const acceptButton = el("button", {
       class: "btn btn-primary btn-small", type: "button", "aria-label": "Accept " + item.name,
@@ -58,7 +67,7 @@
       class: "row" + (item.fresh ? " row-new" : ""), dataset: { name: item.name, since: String(item.since) },
       onanimationend: (e) => e.currentTarget.classList.remove("row-new"),
     },
-      el("button", { class: "row-title btn-link", type: "button", title: "Read the conversation", onclick: () => openSession(item.name) }, item.name),
+      rowTitle(item.name, item.customer, "Read the conversation"),
       el("div", { class: "row-meta" }, item.reason || "Asked for an agent"),
       el("div", { class: "row-side" },
         el("span", { class: "timer", role: "timer", "aria-label": "waiting time" }, "0:00"),
@@ -70,19 +79,40 @@
     const sessions = [...state.mine.values()].sort((a, b) => (a.accepted_at || "").localeCompare(b.accepted_at || ""));
     list.replaceChildren(...sessions.map((session) => {
       const unread = state.unread.get(session.name) || 0;
+      const last = session.last_message;
+      const preview = last ? (last.sender === "agent" ? "You: " : last.sender === "bot" ? "Bot: " : "") + last.text : "";
       return el("li", { class: "row" + (session.name === state.open ? " is-open" : ""), dataset: { name: session.name } },
-        el("button", { class: "row-title btn-link", type: "button", onclick: () => openSession(session.name) }, session.name),
+        rowTitle(session.name, session.customer, "Open the conversation"),
         el("div", { class: "row-meta" }, session.reason || "In conversation"),
-        el("div", { class: "row-side" },
-          unread ? el("span", { class: "unread", "aria-label": unread + " new messages" }, String(unread)) : null));
+        el("div", { class: "row-preview", title: preview }, preview || "No messages yet"),
+        el("div", { class: "row-side tall" },
+          unread ? el("span", { class: "unread", "aria-label": unread + " new messages" }, String(unread)) : null,
+          session.replySince ? el("span", {
+            class: "timer reply-timer", role: "timer", "aria-label": "waiting for your reply",
+            dataset: { since: String(session.replySince) },
+          }, "0:00") : null));
     }));
     $("mine-count").textContent = String(sessions.length);
     $("mine-empty").hidden = sessions.length > 0;
+    tickReplyTimers(Date.now());
+  }
+
+  /** A session object from the server, with its reply clock on the viewer's clock. */
+  function mineEntry(session) {
+    const since = session.awaiting_reply_since ? Live.toLocalMs(Date.parse(session.awaiting_reply_since)) : null;
+    return { ...session, replySince: since };
+  }
+
+  function tickReplyTimers(now) {
+    for (const timer of $("mine").querySelectorAll(".reply-timer")) {
+      Live.showWaited(timer, Number(timer.dataset.since), now, "reply");
+    }
   }
 
   function tickTimers() {
     const now = Date.now();
     for (const row of $("queue").children) Live.showWaited(row.querySelector(".timer"), Number(row.dataset.since), now);
+    tickReplyTimers(now);
     if (state.openSession && state.openSession.status === "waiting_agent") renderPaneHead();
   }
 
@@ -90,6 +120,7 @@
     const open = state.open !== null;
     $("pane-empty").hidden = open;
     $("pane-head").hidden = !open;
+    $("pane-main").hidden = !open;
     $("transcript").hidden = !open;
     if (!open) {
       $("composer").hidden = $("composer-note").hidden = $("composer-hint").hidden = true;
@@ -112,7 +143,7 @@
 
   function renderPaneHead() {
     const session = state.openSession;
-    $("pane-title").textContent = state.open;
+    $("pane-title").textContent = (session && Live.customerName(session.customer)) || state.open;
     if (!session) return;
     Live.statusBadge($("pane-status"), session.status);
     const sub = $("pane-sub");
@@ -125,6 +156,7 @@
     } else {
       sub.textContent = session.reason || "";
     }
+    if (Live.customerName(session.customer)) sub.textContent = state.open + " · " + sub.textContent;
     const mineNow = session.status === "agent_handling" && session.agent === me;
     $("pane-accept").hidden = session.status !== "waiting_agent";
     $("pane-leave").hidden = !mineNow;
@@ -133,13 +165,13 @@
 
   // --- state changes ---------------------------------------------------------------------
 
-  function queueAdd(name, reason, since, fresh) {
+  function queueAdd(name, reason, since, fresh, customer) {
     const existing = state.queue.get(name);
     if (existing) {
       if (reason && !existing.reason) existing.reason = reason;
       return;
     }
-    state.queue.set(name, { name, reason: reason || "", since, fresh });
+    state.queue.set(name, { name, reason: reason || "", since, fresh, customer: customer || null });
     renderQueue();
     if (fresh) announce("queued", { name, reason: reason || "" });
   }
@@ -151,6 +183,7 @@
   /** A session's status (and agent) changed; keep queue, my sessions and the pane in step. */
   /** `change`: what an event said (Live.sessionChange), for where and why it waits; null for a command's answer. */
   function applyStatus(name, status, agent, change) {
+    const queued = state.queue.get(name); // before it leaves the queue: who the customer is
     if (status === "waiting_agent") {
       queueAdd(name, change?.reason || null, change ? change.at : Date.now(), true);
     } else {
@@ -158,7 +191,11 @@
     }
     if (status === "agent_handling" && agent === me) {
       if (!state.mine.has(name)) {
-        state.mine.set(name, { name, status, agent, reason: reasonOf(name), accepted_at: new Date().toISOString() });
+        state.mine.set(name, {
+          name, status, agent, reason: queued ? queued.reason : reasonOf(name), accepted_at: new Date().toISOString(),
+          customer: queued ? queued.customer : state.openSession?.name === name ? state.openSession.customer : null,
+          replySince: Date.now(), // the reply clock starts with the accept (as on the server)
+        });
         renderMine();
       }
     } else if (state.mine.delete(name)) {
@@ -187,16 +224,18 @@
     if (!name) return;
     const change = Live.sessionChange(event);
     if (change && event.type === "transfer_request") {
-      queueAdd(name, change.reason, change.at, true);
+      queueAdd(name, change.reason, change.at, true, data.customer);
       if (state.open === name && state.openSession && change.reason) state.openSession.reason = change.reason;
     } else if (change) {
       applyStatus(name, change.status, change.agent ?? null, change);
     }
     switch (event.type) {
       case "new_message":
+        if (state.mine.has(name) && event.channel !== "sse:broadcast") noteMessage(name, event, data);
         if (state.mine.has(name) && Live.senderOf(event) === "customer" && event.channel !== "sse:broadcast") {
           announce("customer-message", { name, text: String(data.text ?? ""), key: Live.messageIdOf(event) || event.id });
         }
+        if (name === state.open && event.channel === "sse:session:" + name) markRead(name, Live.messageIdOf(event));
         if (name !== state.open && state.mine.has(name) && data.sender !== "agent" && event.channel !== "sse:broadcast") {
           // A message replayed after an outage (another event id, or first none) counts once.
           const key = Live.messageIdOf(event) || event.id;
@@ -210,6 +249,74 @@
     }
   }
 
+  /** A message in one of my sessions: its preview, and the reply clock (customer starts it, I stop it). */
+  function noteMessage(name, event, data) {
+    const session = state.mine.get(name);
+    const sender = Live.senderOf(event);
+    const at = Live.toLocalMs((event.timestamp || Date.now() / 1000) * 1000);
+    const last = session.last_message;
+    if (last && last.atMs && last.atMs > at) return; // an older message replayed after an outage
+    session.last_message = { text: String(data.text ?? ""), sender, atMs: at };
+    if (sender === "customer" && !session.replySince) session.replySince = at;
+    if (sender === "agent") session.replySince = null;
+    renderMine();
+  }
+
+  // Read markers live on the server (POST .../read): unread counts survive reloads and follow
+  // the agent to other devices. The open session is read while this tab is visible.
+  let readPending = null; // {name, upTo}
+  let readTimer = null;
+  function markRead(name, upTo) {
+    if (!upTo || !state.mine.has(name)) return;
+    readPending = { name, upTo };
+    if (document.visibilityState !== "visible" || readTimer) return;
+    readTimer = setTimeout(flushRead, 800); // one request for a burst of messages
+  }
+
+  async function flushRead() {
+    readTimer = null;
+    const pending = readPending;
+    if (!pending || document.visibilityState !== "visible") return;
+    readPending = null;
+    try {
+      await Live.post(Live.sessionUrl(pending.name, "read"), { up_to: pending.upTo });
+    } catch (err) {
+      // 404: the record has not stored that message yet (the bot's come through the recorder);
+      // the next message, or the next open, moves the marker past it.
+      if (err.status !== 404 && err.status !== 403 && err.status !== 409) console.warn("read marker not saved", err);
+    }
+  }
+
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible" && readPending && !readTimer) readTimer = setTimeout(flushRead, 300);
+  });
+
+  // --- the customer panel ---------------------------------------------------------------------
+
+  function renderCustomer(detail) {
+    const body = $("customer-body");
+    const customer = detail.customer || {};
+    const facts = [];
+    const fact = (label, value) => facts.push(el("dt", {}, label), el("dd", {}, value));
+    if (customer.email) fact("Email", el("a", { href: "mailto:" + customer.email }, customer.email));
+    if (customer.id) fact("Customer id", customer.id);
+    for (const [key, value] of Object.entries(customer.fields || {})) fact(key, value === null ? "–" : String(value));
+    const earlier = detail.customer_sessions || [];
+    body.replaceChildren(
+      el("div", { class: "customer-name" }, Live.customerName(customer) || "Unknown customer"),
+      facts.length ? el("dl", { class: "customer-facts" }, ...facts)
+        : el("p", { class: "none" }, "The bot did not say who this is."),
+      customer.id ? el("h3", {}, "Earlier sessions") : null,
+      customer.id ? (earlier.length
+        ? el("ul", { class: "customer-history" }, ...earlier.map((other) => el("li", {},
+          el("a", { href: Live.sessionPageUrl(other.name) }, other.name),
+          el("div", { class: "meta" },
+            (Live.STATUS_LABELS[other.status] || other.status) + " · " + Live.time(Date.parse(other.created_at)) +
+            (other.reason ? " · " + other.reason : "")),
+          other.resolution_note ? el("div", {}, other.resolution_note) : null)))
+        : el("p", { class: "none" }, "None: this is their first.")) : null);
+  }
+
   // --- snapshot and stream ------------------------------------------------------------------
 
   async function snapshot() {
@@ -220,10 +327,17 @@
     state.queue.clear();
     $("queue").replaceChildren();
     for (const session of queue.sessions) {
-      state.queue.set(session.name, { name: session.name, reason: session.reason, since: Live.waitingSince(session) });
+      state.queue.set(session.name, {
+        name: session.name, reason: session.reason, since: Live.waitingSince(session), customer: session.customer,
+      });
     }
     state.mine.clear();
-    for (const session of mine.sessions) if (session.agent === me) state.mine.set(session.name, session);
+    state.unread.clear();
+    for (const session of mine.sessions) {
+      if (session.agent !== me) continue;
+      state.mine.set(session.name, mineEntry(session));
+      if (session.unread && session.name !== state.open) state.unread.set(session.name, session.unread);
+    }
     renderQueue();
     renderMine();
     let paneCursor = null;
@@ -253,12 +367,15 @@
     const detail = await Live.get(Live.sessionUrl(name));
     if (state.open !== name) return null;
     state.openSession = detail.session;
+    renderCustomer(detail);
+    const lastMessage = detail.messages && detail.messages[detail.messages.length - 1];
+    if (lastMessage) markRead(name, lastMessage.message_id);
     // For the composer's helpers (canned replies fill in the customer's name).
     $("composer-text").dataset.session = name;
     $("composer-text").dataset.customerName = (detail.customer && detail.customer.name) || "";
     transcript.load(detail.events);
     if (detail.session.status === "waiting_agent") {
-      queueAdd(name, detail.session.reason, Live.waitingSince(detail.session), false);
+      queueAdd(name, detail.session.reason, Live.waitingSince(detail.session), false, detail.session.customer);
     }
     renderPane();
     return detail.last_event_id;
@@ -316,7 +433,7 @@
     try {
       const result = await Live.post(Live.sessionUrl(name, "accept"));
       queueRemove(name);
-      state.mine.set(name, result.session);
+      state.mine.set(name, mineEntry(result.session));
       renderMine();
       if (state.open === name) {
         state.openSession = result.session;
@@ -368,6 +485,12 @@
       // Shown now, from the answer (also while the server cannot reach the others); when the
       // stream brings the message, now or after an outage, it is recognised and not shown again.
       transcript.confirm(sent, result);
+      const session = state.mine.get(name);
+      if (session) {
+        session.last_message = { text, sender: "agent", atMs: Date.now() };
+        session.replySince = null;
+        renderMine();
+      }
     } catch (err) {
       const here = state.open === name;
       if (here && !transcript.fail(sent)) return; // the stream already showed it: it was sent
