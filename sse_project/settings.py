@@ -220,6 +220,9 @@ if QUEUE_OVERDUE_SECONDS <= QUEUE_SLA_SECONDS:
     raise ImproperlyConfigured("QUEUE_OVERDUE_SECONDS must be greater than QUEUE_SLA_SECONDS")
 if REPLY_OVERDUE_SECONDS <= REPLY_SLA_SECONDS:
     raise ImproperlyConfigured("REPLY_OVERDUE_SECONDS must be greater than REPLY_SLA_SECONDS")
+# `make run` sets this: play the ai_chatbot inside the server process (in-memory layer only;
+# with Redis run `manage.py simulate_chatbot` as its own process). See docs/pages.md "The demo".
+SIMULATE_CHATBOT = envbool("SIMULATE_CHATBOT", False)
 
 # --- HTTPS and what browsers are told (docs/operations.md) --------------------------------
 
