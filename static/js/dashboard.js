@@ -264,17 +264,15 @@
 
   function onEvent(event) {
     feedAdd(event);
+    const replied = event.type === "new_message" && Live.senderOf(event) === "agent" && state.sessions.get(event.payload?.session_name);
+    if (replied && replied.replySince) {
+      replied.replySince = null; // the agent answered
+      renderSessions();
+    }
     const change = Live.sessionChange(event);
     if (!change) return;
     const { name, status, at } = change;
     const known = state.sessions.get(name);
-    if (event.type === "new_message" && known && Live.senderOf(event) === "agent") {
-      if (known.replySince) {
-        known.replySince = null; // the agent answered
-        renderSessions();
-      }
-      return;
-    }
     if (event.type === "transfer_request") {
       upsert(name, { status, agent: null, reason: change.reason, since: at, replySince: null });
     } else if (status === "closed") {
