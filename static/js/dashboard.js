@@ -274,7 +274,8 @@
     const { name, status, at } = change;
     const known = state.sessions.get(name);
     if (event.type === "transfer_request") {
-      upsert(name, { status, agent: null, reason: change.reason, since: at, replySince: null });
+      const customer = Live.customerName(event.payload?.data?.customer) || known?.customer || "";
+      upsert(name, { status, agent: null, reason: change.reason, since: at, replySince: null, customer });
     } else if (status === "closed") {
       // Counted only when it was open here: a close the snapshot already counted is not.
       if (state.sessions.delete(name)) state.closed += 1;
