@@ -41,7 +41,13 @@ def body_text(value: Any) -> bytes:
 bodies = st.one_of(
     values.map(body_text),
     st.dictionaries(
-        st.sampled_from(["channel", "type", "payload", "session_name", "reason", "data", "text"]), values
+        st.sampled_from(["channel", "type", "payload", "session_name", "reason", "data", "text", "note", "up_to"]),
+        values,
+    ).map(body_text),
+    # An escalation's customer (data.customer): any JSON where an object with id/name/email is expected.
+    st.builds(
+        lambda customer: {"session_name": "fuzz_c", "data": {"customer": customer}},
+        st.one_of(values, st.dictionaries(st.sampled_from(["id", "name", "email", "plan", ""]), values)),
     ).map(body_text),
     st.builds(lambda d, k: deep(d, k).encode(), st.integers(1, 3000), st.sampled_from(["list", "dict"])),
     st.binary(max_size=200),
@@ -74,7 +80,12 @@ def bus_client() -> Any:
 @given(body=bodies)
 def test_agent_commands_answer_any_body_without_a_500(bus: Any, body: bytes) -> None:
     client = browser(agent())
-    for url in ("/api/sessions/fuzz_s/messages", "/api/sessions/fuzz_s/accept", "/api/sessions/fuzz_s/leave"):
+    for url in (
+        "/api/sessions/fuzz_s/messages",
+        "/api/sessions/fuzz_s/accept",
+        "/api/sessions/fuzz_s/leave",
+        "/api/sessions/fuzz_s/read",
+    ):
         assert_json_answer(post_as(client, url, body))
 
 
@@ -95,7 +106,12 @@ def test_reads_answer_any_path_and_query_without_a_500(bus: Any, name: str, quer
         f"{quote(k.encode('utf-8', 'surrogatepass'), safe='')}={quote(v.encode('utf-8', 'surrogatepass'), safe='')}"
         for k, v in query
     )
-    for url in (f"/api/sessions?{qs}", f"/api/sessions/{quoted}", f"/dashboard/feed.json?{qs}"):
+    for url in (
+        f"/api/sessions?{qs}",
+        f"/api/sessions/{quoted}",
+        f"/dashboard/feed.json?{qs}",
+        f"/api/canned-replies?{qs}",
+    ):
         response = client.get(url)
         assert response.status_code < 500, (url, response.content[:300])
 
