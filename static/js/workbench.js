@@ -562,6 +562,11 @@
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape" && state.open && document.activeElement !== $("composer-text")) closePane();
   });
+  // Another script of the page (alerts.js: a notification clicked) asks to show a session.
+  document.addEventListener("workbench:request-open", (event) => {
+    const name = event.detail && event.detail.name;
+    if (typeof name === "string" && new RegExp(config.name_pattern).test(name)) openSession(name);
+  });
 
   setInterval(tickTimers, 1000);
 
