@@ -240,6 +240,8 @@ def canned_replies(request: HttpRequest, principal: Principal) -> HttpResponse:
     query = request.GET.get("q", "").strip()
     if len(query) > 100:
         raise ApiError(400, "q is at most 100 characters", "invalid_input")
+    if "\x00" in query:  # PostgreSQL refuses NUL in a string; say so the same way on every database
+        raise ApiError(400, "q must not contain NUL characters", "invalid_input")
     replies = CannedReply.objects.all()
     if query:
         replies = replies.filter(Q(shortcut__icontains=query) | Q(title__icontains=query))

@@ -3,6 +3,11 @@
 Their passwords are made once and kept in a local file (`.demo-accounts.json` in the project,
 ignored by git, readable by its owner only), so a restart of `make run` does not sign anyone
 out of an open page. Delete the file for new passwords.
+
+While there are no canned replies at all, it also adds a few examples, so a newcomer finds
+something when they type "/" in the composer. Once there is any reply (the examples edited, or
+the team's own), none is added or changed; delete every one and the next start adds the
+examples again.
 """
 
 from __future__ import annotations
@@ -19,6 +24,40 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
 from dashboard.accounts import save_account
+from dashboard.models import CannedReply
+
+# (shortcut, title, text): what a support team says every day. {customer_name} only follows
+# "Hi", where its stand-in for a customer the bot did not name ("there") reads well too.
+DEMO_REPLIES = (
+    (
+        "greeting",
+        "Greeting",
+        "Hi {customer_name}, I'm {agent_name} from the support team. I've read your conversation "
+        "with our assistant, so there's no need to repeat anything: let me take it from here.",
+    ),
+    (
+        "order-status",
+        "Order status",
+        "I'm checking your order now; it takes a minute or two. If you have the order number "
+        "at hand (it starts with #), please send it. Your reference for this chat is {session_name}.",
+    ),
+    (
+        "refund-policy",
+        "Refund policy",
+        "You can return any item within 30 days of delivery for a full refund. Once the item "
+        "reaches us, the money goes back to your original payment method within 5 to 7 working days.",
+    ),
+    (
+        "hold",
+        "Asking to wait",
+        "Thank you for your patience. I need a couple of minutes to check this with a colleague; I'll be right back.",
+    ),
+    (
+        "closing",
+        "Closing",
+        "Is there anything else I can help you with today? If not, thank you for contacting us and have a great day.",
+    ),
+)
 
 
 def _saved(path: Path) -> dict[str, str]:
@@ -39,7 +78,10 @@ def _still_valid(username: str, password: str | None) -> bool:
 
 
 class Command(BaseCommand):
-    help = "Create the demo agent and supervisor (or keep them) and print their passwords."
+    help = (
+        "Create the demo agent and supervisor (or keep them) and print their passwords; "
+        "add example canned replies while there are none."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--agent", default="agent_demo")
@@ -67,3 +109,19 @@ class Command(BaseCommand):
             + "\n".join(lines)
             + "\n"
         )
+        added = seed_canned_replies()
+        if added:
+            self.stdout.write(
+                f"Added {added} example canned replies: type / in the composer (edit them in the admin).\n"
+            )
+
+
+def seed_canned_replies() -> int:
+    """Add the example canned replies if there are none at all; returns how many were added."""
+    with transaction.atomic():
+        if CannedReply.objects.exists():
+            return 0
+        made = CannedReply.objects.bulk_create(
+            CannedReply(shortcut=shortcut, title=title, text=text) for shortcut, title, text in DEMO_REPLIES
+        )
+    return len(made)
