@@ -68,7 +68,7 @@ def mark_read(name: str, up_to: object, *, by: Principal) -> dict[str, Any]:
     )
     if message is None:
         raise NotFound(f"no message {up_to} in session {name}")
-    _move_forward(user_pk, session.pk, message["message_id"], message["timestamp"])
+    _move_forward(user_pk, session.pk, up_to, message["timestamp"])
     return unread_counts([session], user_pk)[name]
 
 
