@@ -25,6 +25,7 @@ import enum
 import logging
 import random
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -194,7 +195,12 @@ class ChatbotSimulator:
         on opening it). Once the session is handed over it also goes where the dashboard's own
         events go: sse:broadcast, and the channel of the agent who has it. Before that the chat
         is the bot's business, and the session does not exist for the pages yet."""
-        payload = {"session_name": session.name, "data": {"text": text, "sender": sender}}
+        # One message_id for every copy: pages and the record recognise it as one message.
+        payload = {
+            "session_name": session.name,
+            "message_id": uuid.uuid4().hex,
+            "data": {"text": text, "sender": sender},
+        }
         channels = [session_channel(session.name)]
         if session.phase is not Phase.BOT:
             channels.append(BROADCAST)
