@@ -149,7 +149,11 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"Run of {results['started']} ({results['seconds'] / 60:.1f} min) on {m['cpu']}, {m['cores']} cores, "
         f"{m['memory']}, Linux {m['kernel']}, Python {m['python']}, {m['redis']}. "
-        "Two server processes per system, the load client, the publisher and redis-server share these cores."
+        + (
+            "Two server processes per system, the load client, the publisher and redis-server share these cores."
+            if results["scenarios"]
+            else "The history search runs in one process, the database server (if any) beside it."
+        )
         + (f" `before` is the product at `{before}`." if "before" in systems and before else ""),
         "",
     ]
@@ -166,8 +170,55 @@ def markdown(results: dict[str, Any]) -> str:
                 lines.append(f"| {label} | " + " | ".join(cells + ratios) + " |")
             lines.append("")
     lines += commands(results)
-    lines += targets(results)
+    if results["scenarios"]:
+        lines += targets(results)
+    lines += history_search(results)
     return "\n".join(lines) + "\n"
+
+
+# The history search's systems (bench/search.py), in table order, and what each is.
+SEARCH_SYSTEMS = ("product", "naive", "no index")
+NO_INDEX = "no index = the product's own query after DROP INDEX sessionevent_text_fts"
+
+
+def history_search(results: dict[str, Any]) -> list[str]:
+    """The history search at 100,000 messages: p50 / p99 per kind of search, against the baselines."""
+    searched = results.get("search")
+    if not searched:
+        return []
+    from bench.search import percentile
+
+    out: list[str] = []
+    for db in searched["databases"]:
+        name = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}.get(db["database"], db["database"])
+        systems = [s for s in SEARCH_SYSTEMS if s in db]
+        out += [
+            f"### History search, {name}: {db['messages']:,} messages in {db['sessions']:,} closed sessions",
+            "",
+            f"`GET /api/sessions?status=closed&q=...&limit={db['limit']}`, the whole view, each search timed once "
+            "after a warm-up pass; naive = the same endpoint answering with a join of sessions and messages, "
+            "LIKE on every row, DISTINCT, sorted" + ("; " + NO_INDEX if "no index" in db else "") + ".",
+            "",
+        ]
+        heads = ["search (10 each)", "sessions found (median)"]
+        heads += [f"{s} p50 / p99 (ms)" for s in systems]
+        heads += [f"product / {s} (p50)" for s in systems if s != "product"]
+        out += ["| " + " | ".join(heads) + " |", "|---|" + "---:|" * (len(heads) - 1)]
+        kinds = list(db["product"])
+        for kind in [*kinds, "all"]:
+            chosen = kinds if kind == "all" else [kind]
+            timed = {s: [ms for k in chosen for ms in db[s][k]["ms"]] for s in systems}
+            found = [n for k in chosen for n in db["product"][k]["found"]]
+            p50 = {s: percentile(timed[s], 50) for s in systems}
+            label = f"all {len(timed['product'])}" if kind == "all" else kind
+            cells = [label, f"{percentile(found, 50):g}"]
+            cells += [f"{p50[s]:.1f} / {percentile(timed[s], 99):.1f}" for s in systems]
+            cells += [_ratio(p50["product"], p50[s]) for s in systems if s != "product"]
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    if "postgresql" in searched.get("skipped", []):
+        out += ["PostgreSQL was not reachable (`--search-postgres`): measured on SQLite only.", ""]
+    return out
 
 
 def commands(results: dict[str, Any]) -> list[str]:

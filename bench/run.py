@@ -16,7 +16,8 @@ Systems (each as two server processes on one private redis-server):
 
 Modes: `broadcast` and `session` publish events; `command` (product and before only) runs
 escalations, whose events reach N subscribers of sse:broadcast: the latency from the event's
-write in the command's transaction, through the commit, to the SSE bytes.
+write in the command's transaction, through the commit, to the SSE bytes. `search` times the
+history search at 100,000 stored messages (bench/search.py; no servers, about a minute).
 
 One load-client process holds the N connections (split over the two servers), a publisher
 process publishes timestamped events. See bench/README.md for what is measured and how.
@@ -40,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import procs, report
+from bench import procs, report, search
 from bench.procs import BENCH_TOKEN, ROOT
 
 # The line the targets and the saturation point are drawn at.
@@ -486,11 +487,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="N = 1000 only, short steps (1-2 minutes)")
     parser.add_argument("--systems", default="product,split,before,raw,naive")
-    parser.add_argument("--modes", default="broadcast,session,command")
+    parser.add_argument("--modes", default="broadcast,session,command,search")
     parser.add_argument(
         "--before-ref", "--baseline", dest="before_ref", default=BEFORE_REF, help="the git ref the `before` system runs"
     )
     parser.add_argument("--command-rate", type=float, default=20.0, help="commands per second in `command` mode")
+    parser.add_argument(
+        "--search-postgres",
+        default=search.POSTGRES_URL,
+        help="`search` mode: a PostgreSQL admin URL to measure on too, in a scratch database ('' for SQLite only)",
+    )
     parser.add_argument("--command-sizes", default="1000", help="N for `command` mode")
     parser.add_argument("--sizes", default=None, help="comma-separated N (default 1000,5000; --quick: 1000)")
     parser.add_argument("--step-seconds", type=float, default=None, help="seconds of publishing per step")
@@ -531,33 +537,44 @@ def main(argv: list[str] | None = None) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="sse-bench-"))
     started = dt.datetime.now()
     print(f"bench: logs in {workdir}", flush=True)
-    run = Run(args, workdir)
+    modes = args.modes.split(",")
+    # `search` (bench/search.py) needs neither Redis nor the servers: the rest run only when asked for.
+    streaming = [mode for mode in modes if mode != "search"]
+    run = Run(args, workdir) if streaming else None
+    searched = None
     try:
-        run.migrate()
-        for mode in args.modes.split(","):
+        if run is not None:
+            run.migrate()
+        for mode in streaming:
+            assert run is not None
             sizes = [int(x) for x in args.command_sizes.split(",")] if mode == "command" else args.sizes
             for n in sizes:
                 for system in args.systems.split(","):
                     if mode == "command" and system not in PRODUCTS:
                         continue  # the baselines have no commands
                     run.scenarios.append(run.scenario(system, mode, n))
+        if "search" in modes:
+            searched = search.measure(workdir, args.search_postgres or None)
     finally:
-        run.close()
+        if run is not None:
+            run.close()
     results = {
         "started": started.isoformat(timespec="seconds"),
         "seconds": (dt.datetime.now() - started).total_seconds(),
         "machine": machine(),
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "scenarios": run.scenarios,
+        "scenarios": run.scenarios if run is not None else [],
+        **({"search": searched} if searched is not None else {}),
     }
     stem = started.strftime("%Y-%m-%d") + (f"-{args.tag}" if args.tag else "")
     path = args.out / f"{stem}.json"
     path.write_text(json.dumps(results, indent=1))
     table = report.markdown(results)
     (args.out / f"{stem}.md").write_text(table)
-    chart = report.chart(results, args.out / f"{stem}.png")
+    chart = report.chart(results, args.out / f"{stem}.png") if results["scenarios"] else None
     print("\n" + table)
-    print(f"results: {path}" + (f", chart: {chart}" if chart else " (no chart: matplotlib is not installed)"))
+    no_chart = " (no chart: matplotlib is not installed)" if results["scenarios"] else " (no streams, no chart)"
+    print(f"results: {path}" + (f", chart: {chart}" if chart else no_chart))
 
 
 if __name__ == "__main__":

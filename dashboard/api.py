@@ -15,7 +15,7 @@ from typing import Any
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 
-from dashboard import services, unread
+from dashboard import history, services, unread
 from dashboard.models import CannedReply, ChatSession, SessionEvent, Status
 from realtime.auth import Principal
 from realtime.bus import bus_cursor, record_cursor
@@ -134,12 +134,15 @@ def close(request: HttpRequest, principal: Principal, name: str) -> HttpResponse
 
 @api(("GET",))
 def session_list(request: HttpRequest, principal: Principal) -> HttpResponse:
-    """GET /api/sessions[?status=][&agent=][&limit=]: the snapshot a page resumes from."""
+    """GET /api/sessions[?status=][&agent=][&mine=1][&q=][&limit=]: the snapshot a page resumes
+    from; with `q` (and status=closed) the history search (dashboard.history)."""
     status = request.GET.get("status") or None
     if status is not None and status not in Status.values:
         raise ApiError(400, f"status must be one of {', '.join(Status.values)}", "invalid_input")
     agent = request.GET.get("agent") or None
     limit = _limit(request.GET.get("limit"))
+    search = _search(request.GET.get("q"), status)
+    mine = _mine(request.GET.get("mine"), principal, agent)
     cursor = bus_cursor()  # before the query: resuming from it repeats, never misses
     queryset = ChatSession.objects.all()
     if agent is not None:
@@ -148,6 +151,12 @@ def session_list(request: HttpRequest, principal: Principal) -> HttpResponse:
         except InvalidChannel as exc:
             raise ApiError(400, str(exc), "invalid_input") from None
         queryset = queryset.filter(agent__username=agent)
+    if mine:
+        queryset = queryset.filter(agent__username=principal.name)
+    if search is not None:
+        hits = history.closed_matching(queryset, search, limit)
+        found = [{**hit.session.to_json(), "match": hit.match} for hit in hits]
+        return ok({"sessions": found, "last_event_id": cursor})
     sessions = queryset.ordered_for(status, limit)
     return ok({"sessions": _with_unread(sessions, principal), "last_event_id": cursor})
 
@@ -168,6 +177,30 @@ def _limit(value: str | None) -> int:
     if not value.isdigit() or not 1 <= int(value) <= MAX_LIST:
         raise ApiError(400, f"limit must be a whole number from 1 to {MAX_LIST}", "invalid_input")
     return int(value)
+
+
+def _search(value: str | None, status: str | None) -> history.Search | None:
+    """`q`: the history search, of closed sessions only (they are what the History page lists)."""
+    try:
+        search = history.parse(value)
+    except history.InvalidSearch as exc:
+        raise ApiError(400, str(exc), "invalid_input") from None
+    if search is not None and status != Status.CLOSED:
+        raise ApiError(400, "q searches closed sessions: use it with status=closed", "invalid_input")
+    return search
+
+
+def _mine(value: str | None, principal: Principal, agent: str | None) -> bool:
+    """`mine=1`: only the sessions the caller handled (a person, not a service)."""
+    if value in (None, "", "0"):
+        return False
+    if value != "1":
+        raise ApiError(400, "mine must be 1 (or 0, or left out)", "invalid_input")
+    if principal.is_service:
+        raise ApiError(400, "mine needs a signed-in agent: a service token handles no sessions", "invalid_input")
+    if agent is not None:
+        raise ApiError(400, "use mine or agent, not both", "invalid_input")
+    return True
 
 
 @api(("GET",))

@@ -1,4 +1,4 @@
-"""HTML pages: the agent workbench, the supervisor dashboard and one session's page.
+"""HTML pages: the agent workbench, the history, the supervisor dashboard and one session's page.
 
 The pages are thin shells: each renders its configuration, then its JavaScript loads a
 snapshot from the JSON API and keeps it current over one SSE stream (static/js/live.js).
@@ -20,6 +20,7 @@ from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 
+from dashboard import history
 from dashboard.models import ChatSession
 from realtime import outbox
 from realtime.auth import Principal
@@ -32,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 # Enough recent events to fill the dashboard's feed on load; older ones are in the admin.
 FEED_SIZE = 100
+# The History page asks for this many closed sessions at a time ("Show more" asks for more).
+HISTORY_PAGE = 50
 
 View = Callable[..., HttpResponse]
 
@@ -92,6 +95,20 @@ def staff_page(view: View) -> View:
 def workbench(request: HttpRequest) -> HttpResponse:
     """The queue, the agent's own sessions and one open session (static/js/workbench.js)."""
     return render(request, "dashboard/workbench.html", {"nav": "workbench", "page": _config(request)})
+
+
+@login_required
+@ensure_csrf_cookie
+def history_page(request: HttpRequest) -> HttpResponse:
+    """Closed sessions, the viewer's own by default, and the search over them (static/js/history.js).
+
+    The query and the scope come from the URL, so a search can be shared and reloaded; they are
+    rendered into the form here and the script takes over from there."""
+    query = request.GET.get("q", "")[: history.MAX_QUERY_CHARS]
+    everyone = request.GET.get("scope") == "all"
+    config = _config(request, history={"page_size": HISTORY_PAGE, "max_query": history.MAX_QUERY_CHARS})
+    context = {"nav": "history", "query": query, "everyone": everyone, "page": config}
+    return render(request, "dashboard/history.html", context)
 
 
 @staff_page

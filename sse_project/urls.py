@@ -16,6 +16,7 @@ urlpatterns = [
     # Pages
     path("", pages.home, name="home"),
     path("workbench/", pages.workbench, name="workbench"),
+    path("history/", pages.history_page, name="history"),
     path("dashboard/", pages.supervisor_dashboard, name="supervisor_dashboard"),
     path("dashboard/feed.json", pages.feed, name="dashboard_feed"),
     path("dashboard/sessions/<str:name>/", pages.session_page, name="session_page"),
