@@ -236,7 +236,7 @@ def _messages(session: ChatSession) -> list[dict[str, Any]]:
         .order_by("-timestamp", "-pk")
         .values("message_id", "source", "sender", "text", "timestamp")[:DETAIL_EVENTS]
     )
-    return list(reversed(rows))
+    return [dict(row) for row in reversed(list(rows))]
 
 
 def _earlier_sessions(session: ChatSession) -> list[dict[str, Any]]:

@@ -72,7 +72,7 @@
 
   function row(session) {
     const customer = session.customer && typeof session.customer.name === "string" ? session.customer.name : "";
-    const href = config.urls.session_page.replace("__name__", encodeURIComponent(session.name));
+    const href = Live.sessionPageUrl(session.name) + "?from=history"; // its breadcrumb leads back here
     const fact = (label, value) => (value ? el("span", {}, label + " ", el("b", {}, value)) : null);
     const match = session.match;
     return el("li", { class: "result", dataset: { name: session.name } },

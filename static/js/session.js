@@ -12,6 +12,7 @@
     const fact = (label, value) => (value ? el("span", {}, label + " ", el("b", {}, value)) : null);
     const at = (iso) => (iso ? Live.time(Date.parse(iso)) : null);
     $("facts").replaceChildren(...[
+      fact("Customer:", Live.customerName(session.customer)),
       fact("Reason:", session.reason),
       fact("Agent:", session.agent),
       session.escalated_at ? el("span", {}, "Escalated ", at(session.escalated_at)) : null,
