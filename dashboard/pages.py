@@ -60,6 +60,8 @@ def _config(request: HttpRequest, **extra: Any) -> dict[str, Any]:
         # The name rule (realtime.channels), in JavaScript's spelling: `$` there never
         # accepts a trailing newline, so it stands for Python's `\Z`.
         "name_pattern": NAME_PATTERN.replace("\\Z", "$"),
+        # The tabs of one person share one stream (static/js/live.js); its channels stay within this.
+        "stream_max_channels": settings.SSE_MAX_CHANNELS_PER_CONNECTION,
         "urls": {
             "login": settings.LOGIN_URL,
             # A cheap authenticated GET: tells a page whose stream failed whether it must sign in again.

@@ -1,7 +1,8 @@
 /* Shared by every page: HTTP helpers, formatting, the transcript and the one live stream.
  *
- * A page loads a snapshot, then opens ONE EventSource on /api/events carrying all of its
- * channels, resuming from the snapshot's cursor, so nothing published in between is lost.
+ * A page loads a snapshot, then streams its channels from /api/events, resuming from the
+ * snapshot's cursor, so nothing published in between is lost. All tabs of one person share
+ * ONE EventSource, held by a leader tab ("the stream" below explains how).
  * A `reset` event (the server cannot resume us) is answered by reloading the snapshot.
  * A `bus_status` event says whether the server process we are connected to can reach the
  * other processes; while it cannot, a banner says that updates from elsewhere are paused.
@@ -479,6 +480,35 @@
 
   // --- the stream -------------------------------------------------------------------
 
+  /*
+   * One stream per browser. Every tab of one person shares ONE EventSource, so a person may keep
+   * many tabs open on HTTP/1.1, where a browser opens at most six connections to a host (and the
+   * server allows SSE_MAX_STREAMS_PER_USER streams a person).
+   *
+   * - A Web Lock, "helpdesk-stream:<username>", elects the leader: the tab holding it opens the
+   *   stream; every other tab waits in the lock's queue. When the leader closes (or crashes),
+   *   the browser frees the lock and hands it to the next tab at once.
+   * - A BroadcastChannel of the same name carries the rest. A follower says which channels it
+   *   needs and from which id (`need`); the leader opens the stream on the union of every tab's
+   *   channels and relays each event, each state change and each opening to all tabs (`event`,
+   *   `state`, `opened`). A tab applies only the events of its own channels, newer than the
+   *   cursor it asked from, each id once.
+   * - When the union changes, or a tab needs events older than the stream has carried (its
+   *   snapshot's cursor is behind the stream, or it was not receiving meanwhile), the leader
+   *   reconnects from the earliest cursor still needed: replays are skipped by id in each tab,
+   *   so nothing is lost and nothing is shown twice. `carry` tells the tabs which of them the
+   *   stream now carries.
+   * - Each tab keeps, per channel, the id up to which it has every event (`pos`). A tab that takes
+   *   over opens the stream from the earliest of those it knows, then calls the roll (`leader`):
+   *   every tab answers with its `need`, and one that is behind gets a reconnect from its id. A
+   *   tab that does not answer within ROLL_CALL_MS closed without a word; its channels go.
+   * - The server caps the channels of one stream (SSE_MAX_CHANNELS_PER_CONNECTION, else 429):
+   *   a tab whose channels no longer fit is told so and keeps a stream of its own ("overflow")
+   *   until it next changes channels and fits again.
+   * - Where Web Locks or BroadcastChannel are missing (Web Locks need a secure context: HTTPS or
+   *   localhost), every tab keeps its own stream ("alone"), as before.
+   */
+
   const EVENT_TYPES = [
     "status_change", "transfer_request", "new_message", "agent_joined", "agent_left", "heartbeat", "reset", "bus_status",
   ];
@@ -487,6 +517,10 @@
   // Back-off when the browser has given up on a stream (an HTTP error such as 503).
   const RETRY_DELAYS_MS = [1000, 2000, 4000, 8000, 15000];
   const SEEN_MAX = 2000;
+  // A tab that has taken over the stream waits this long for the others to answer its roll call.
+  const ROLL_CALL_MS = 3000;
+  // The server's cap on the channels of one stream (SSE_MAX_CHANNELS_PER_CONNECTION).
+  const MAX_CHANNELS = Number(Live.config.stream_max_channels) || 20;
 
   // A calm banner while not live: what is shown may be out of date, and it will catch up.
   const BANNER_TEXT = {
@@ -505,95 +539,75 @@
   const BUS_CONFIRM_MS = 1500;
   const STATE_TEXT = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…", offline: "Offline" };
 
+  const maxId = (a, b) => (!a ? b : !b ? a : Live.compareIds(a, b) >= 0 ? a : b);
+  const sameSet = (a, b) => a.length === b.length && a.every((item) => b.includes(item));
+  const isId = (value) => typeof value === "string" && /^\d+-\d+$/.test(value);
+
   /**
-   * One EventSource for a page.
-   *   channels(): the channels to carry now
-   *   snapshot(): loads the page's state; resolves to its cursor (last_event_id)
-   *   onEvent(envelope): applies one event
+   * One EventSource on a set of channels, and its retries. It tells `sink` each state (`state`),
+   * each opening (`opened`) and each event but heartbeats (`event`). `lastId` is the newest id it
+   * has delivered, or the cursor it was opened from: a retry of ours resumes from it.
    */
-  class LiveStream {
-    constructor({ channels, snapshot, onEvent, stateNode }) {
-      this.channels = channels;
-      this.snapshot = snapshot;
-      this.onEvent = onEvent;
-      this.stateNode = stateNode;
-      this.source = null;
+  class Source {
+    constructor(sink) {
+      this.sink = sink;
+      this.channels = [];
+      this.from = null; // the cursor it was opened from
       this.lastId = null;
-      this.seen = new Set();
+      this.stale = false; // a `reset` came: the position before it means nothing any more
+      this.es = null;
       this.failures = 0;
-      this.state = null;
       this.downSince = null;
       this.retryTimer = null;
       this.offlineTimer = null;
-      this.bus = "ok"; // the last bus_status of this connection: "ok" or "degraded"
-      this.busTimer = null;
-      window.addEventListener("offline", () => this.setState("offline"));
-      window.addEventListener("online", () => { if (!this.source) this.reconnect(); });
+      this.state = null;
+      window.addEventListener("offline", () => { if (this.channels.length) this.setState("offline"); });
+      window.addEventListener("online", () => { if (this.channels.length && !this.es) this.open(); });
     }
 
-    async start() {
-      this.setState("connecting");
-      await this.reload();
-    }
-
-    /** Load the snapshot, then stream from its cursor. Also the answer to a `reset`. */
-    async reload() {
+    /** Carry `channels` from the id `from` (null: from now on), instead of what it carried. */
+    connect(channels, from) {
       this.close();
-      try {
-        const cursor = await this.snapshot();
-        this.lastId = cursor || this.lastId;
-        this.seen.clear();
-        this.open();
-      } catch (err) {
-        console.warn("snapshot failed", err);
-        this.markDown();
-        this.scheduleRetry(() => this.reload());
-      }
-    }
-
-    /**
-     * The channel set changed (a session was opened or closed): reconnect from the last id, or
-     * from `from` if that is earlier (the cursor of a snapshot just loaded for a new channel:
-     * what came after it on that channel is replayed; repeats on the others are skipped).
-     */
-    reconnect(from) {
-      if (from) this.lastId = Live.minId(this.lastId, from);
-      this.close();
-      this.open();
+      this.channels = [...channels];
+      this.from = from || null;
+      this.lastId = this.from;
+      this.stale = false;
+      if (this.channels.length) this.open();
     }
 
     url() {
       const params = new URLSearchParams();
-      for (const channel of this.channels()) params.append("channel", channel);
+      for (const channel of this.channels) params.append("channel", channel);
       if (this.lastId) params.set("last_event_id", this.lastId);
       return Live.config.urls.streams + "?" + params.toString();
     }
 
     open() {
       clearTimeout(this.retryTimer);
-      const source = new EventSource(this.url(), { withCredentials: true });
-      this.source = source;
-      source.onopen = () => {
-        if (source !== this.source) return;
+      const es = new EventSource(this.url(), { withCredentials: true });
+      this.es = es;
+      es.onopen = () => {
+        if (es !== this.es) return;
         this.failures = 0;
         this.downSince = null;
-        this.busOpened();
+        this.sink.opened();
         this.setState("live");
       };
-      source.onerror = () => {
-        if (source !== this.source) return;
+      es.onerror = () => {
+        if (es !== this.es) return;
         this.markDown();
-        if (source.readyState === EventSource.CLOSED) {
+        if (es.readyState === EventSource.CLOSED) {
           // The browser gave up (an HTTP error): we retry ourselves, resuming from lastId.
-          this.source = null;
+          this.es = null;
           this.scheduleRetry(() => this.probeAndOpen());
         }
         // Otherwise the browser reconnects by itself, sending Last-Event-ID.
       };
-      for (const type of EVENT_TYPES) source.addEventListener(type, (message) => this.receive(source, message));
+      for (const type of EVENT_TYPES) es.addEventListener(type, (message) => this.receive(es, message));
     }
 
     async probeAndOpen() {
+      if (!this.channels.length || this.es) return;
       // A stream cannot tell us its HTTP status; a plain request can (401 -> sign in again).
       try {
         await Live.get(Live.config.urls.probe);
@@ -603,11 +617,11 @@
           return;
         }
       }
-      this.open();
+      if (this.channels.length && !this.es) this.open();
     }
 
-    receive(source, message) {
-      if (source !== this.source) return;
+    receive(es, message) {
+      if (es !== this.es) return;
       let event;
       try {
         event = JSON.parse(message.data);
@@ -615,32 +629,10 @@
         console.warn("unreadable event", message.data);
         return;
       }
-      if (event.type === "heartbeat") return;
-      if (event.type === "bus_status") {
-        const payload = event.payload || {};
-        this.setBus(payload.state === "degraded" ? "degraded" : "ok", String(payload.reason || ""));
-        return;
-      }
-      if (event.type === "reset") {
-        this.reload();
-        return;
-      }
-      if (event.id) {
-        if (this.seen.has(event.id)) return;
-        this.seen.add(event.id);
-        if (this.seen.size > SEEN_MAX) this.seen.delete(this.seen.values().next().value);
-        if (Live.compareIds(event.id, this.lastId) > 0) this.lastId = event.id;
-      }
-      if (typeof event.timestamp === "number") Live.observeServerTime(event.timestamp * 1000);
-      if (!Live.belongs(event)) {
-        console.warn("ignored an event whose session is not its channel's", event);
-        return;
-      }
-      try {
-        this.onEvent(event);
-      } catch (err) {
-        console.error("could not apply event", event, err);
-      }
+      if (!event || typeof event !== "object" || event.type === "heartbeat") return;
+      if (event.type === "reset") this.stale = true;
+      if (event.id && Live.compareIds(event.id, this.lastId) > 0) this.lastId = event.id;
+      this.sink.event(event);
     }
 
     scheduleRetry(action) {
@@ -663,8 +655,433 @@
     }
 
     close() {
-      if (this.source) this.source.close();
+      clearTimeout(this.retryTimer);
+      if (this.es) this.es.close();
+      this.es = null;
+    }
+
+    /** For good: nothing left to carry, so not even coming back online reopens it. */
+    stop() {
+      this.close();
+      this.channels = [];
+    }
+
+    setState(state) {
+      if (state === this.state) return;
+      this.state = state;
+      if (state === "live") clearTimeout(this.offlineTimer);
+      this.sink.state(state);
+    }
+  }
+
+  /**
+   * The live stream of a page (shared by the person's tabs, see above).
+   *   channels(): the channels to carry now
+   *   snapshot(): loads the page's state; resolves to its cursor (last_event_id)
+   *   onEvent(envelope): applies one event; each is also announced as a `live:event` DOM event
+   * start() loads the snapshot and starts; reconnect(from) says the channels changed, `from`
+   * being the cursor of a snapshot just loaded for a new channel.
+   */
+  class LiveStream {
+    constructor({ channels, snapshot, onEvent, stateNode }) {
+      this.channels = channels;
+      this.snapshot = snapshot;
+      this.onEvent = onEvent;
+      this.stateNode = stateNode;
+      this.seen = new Set();
+      this.floors = new Map(); // channel -> the cursor it was asked from: older events are in the snapshot
+      this.pos = new Map(); // channel -> the id up to which this tab has every event of it
+      this.loading = false;
+      this.snapshotFailures = 0;
+      this.snapshotTimer = null;
+      this.snapshotDown = null; // since when this tab's snapshot fails while the stream is another's
+      this.state = null;
+      this.streamState = null;
+      this.leaderState = null; // the last state the leader told
+      this.bus = "ok"; // the last bus_status of this connection: "ok" or "degraded"
+      this.busReason = "";
+      this.busTimer = null;
+      // Sharing (see the top of this section).
+      this.tab = Math.random().toString(36).slice(2) + "-" + Date.now().toString(36);
+      this.bc = null; // the BroadcastChannel of this person's tabs
+      this.members = new Map(); // tab -> {channels, from, continuous, fresh, heard, listedAt}
+      this.leaderTab = null;
+      this.listed = false; // the stream carries this tab, and it has missed nothing relayed since
+      this.relayedMax = null; // the newest id relayed to this tab
+      this.streamFrom = undefined; // the cursor the shared stream started from (undefined: not known yet)
+      this.takenAt = 0;
       this.source = null;
+      this.sink = {
+        state: (state) => {
+          if (this.mode === "leader") this.post({ kind: "state", state, bus: this.bus, reason: this.busReason });
+          this.showStream(state);
+        },
+        opened: () => {
+          if (this.mode === "leader") this.post({ kind: "opened" });
+          this.busOpened();
+        },
+        event: (event) => {
+          if (this.mode === "leader") this.post({ kind: "event", event });
+          this.take(event, this.mode !== "leader" || this.listed);
+        },
+      };
+      const shareable = Boolean(Live.config.me) && typeof BroadcastChannel === "function" &&
+        Boolean(navigator.locks) && typeof navigator.locks.request === "function";
+      this.setMode(shareable ? "follower" : "alone");
+    }
+
+    async start() {
+      this.setState("connecting");
+      if (this.mode !== "alone") this.join();
+      await this.reload();
+    }
+
+    /** Load the snapshot, then stream from its cursor. Also the answer to a `reset`. */
+    async reload() {
+      clearTimeout(this.snapshotTimer);
+      if (this.ownsSource()) this.source.close();
+      this.loading = true;
+      this.listed = false; // what is relayed while the snapshot loads is not applied
+      let cursor;
+      try {
+        cursor = await this.snapshot();
+      } catch (err) {
+        console.warn("snapshot failed", err);
+        this.snapshotFailed();
+        return;
+      }
+      this.loading = false;
+      this.snapshotFailures = 0;
+      const from = cursor || this.resumePoint();
+      this.seen.clear();
+      this.floors = new Map(this.channels().map((channel) => [channel, from]));
+      this.pos = new Map(this.floors);
+      if (this.snapshotDown !== null) {
+        this.snapshotDown = null;
+        this.showStream();
+      }
+      if (this.ownsSource()) this.source.connect([...this.floors.keys()], from);
+      if (this.mode !== "alone") this.sendNeed(false);
+    }
+
+    /**
+     * The channel set changed (a session was opened or closed): reconnect from the last id, or
+     * from `from` if that is earlier (the cursor of a snapshot just loaded for a new channel:
+     * what came after it on that channel is replayed; repeats on the others are skipped).
+     */
+    reconnect(from) {
+      const channels = this.channels();
+      const start = from || this.resumePoint();
+      const floors = new Map();
+      const pos = new Map();
+      for (const channel of channels) {
+        floors.set(channel, this.floors.has(channel) ? this.floors.get(channel) : start);
+        pos.set(channel, this.pos.has(channel) ? this.pos.get(channel) : start);
+      }
+      const added = channels.some((channel) => !this.floors.has(channel));
+      this.floors = floors;
+      this.pos = pos;
+      if (this.ownsSource()) this.source.connect(channels, Live.minId(this.source.lastId, from));
+      if (this.mode !== "alone" && !this.loading) this.sendNeed(!added && this.listed);
+    }
+
+    /** The earliest id this tab may lack an event after: where a stream for it must start. */
+    resumePoint() {
+      let point = null;
+      for (const at of this.pos.values()) point = Live.minId(point, at);
+      return point;
+    }
+
+    ownsSource() {
+      return this.mode === "alone" || this.mode === "overflow";
+    }
+
+    setMode(mode) {
+      this.mode = mode;
+      document.documentElement.dataset.stream = mode;
+      if ((mode === "alone" || mode === "overflow" || mode === "leader") && !this.source) {
+        this.source = new Source(this.sink);
+      }
+    }
+
+    snapshotFailed() {
+      if (this.ownsSource()) {
+        this.source.markDown();
+      } else {
+        // The shared stream may be fine; this tab still shows that it is not up to date.
+        if (this.snapshotDown === null) this.snapshotDown = Date.now();
+        this.showStream();
+      }
+      const delay = RETRY_DELAYS_MS[Math.min(this.snapshotFailures, RETRY_DELAYS_MS.length - 1)];
+      this.snapshotFailures += 1;
+      this.snapshotTimer = setTimeout(() => this.reload(), delay);
+    }
+
+    /** One event from the stream (ours or relayed); `complete`: the stream carries all of this tab. */
+    take(event, complete) {
+      if (event.type === "bus_status") {
+        const payload = event.payload || {};
+        this.setBus(payload.state === "degraded" ? "degraded" : "ok", String(payload.reason || ""));
+        return;
+      }
+      if (event.type === "reset") {
+        this.reload();
+        return;
+      }
+      if (this.loading) return; // the snapshot being loaded covers it, or the stream replays it
+      // The stream delivers in id order: an id seen means every channel it carries is complete up to it.
+      if (complete && event.id) for (const [channel, at] of this.pos) this.pos.set(channel, maxId(at, event.id));
+      const shared = !this.ownsSource();
+      if (shared && !this.floors.has(event.channel)) return; // another tab's channel
+      if (event.id) {
+        // A stream started before this tab's cursor replays what its snapshot already holds.
+        const floor = shared ? this.floors.get(event.channel) : null;
+        const replays = this.streamFrom === undefined || (this.streamFrom && Live.compareIds(this.streamFrom, floor) < 0);
+        if (floor && replays && Live.compareIds(event.id, floor) <= 0) return;
+        if (this.seen.has(event.id)) return;
+        this.seen.add(event.id);
+        if (this.seen.size > SEEN_MAX) this.seen.delete(this.seen.values().next().value);
+      }
+      if (typeof event.timestamp === "number") Live.observeServerTime(event.timestamp * 1000);
+      if (!Live.belongs(event)) {
+        console.warn("ignored an event whose session is not its channel's", event);
+        return;
+      }
+      try {
+        this.onEvent(event);
+      } catch (err) {
+        console.error("could not apply event", event, err);
+      }
+      document.dispatchEvent(new CustomEvent("live:event", { detail: event }));
+    }
+
+    // --- sharing the stream between tabs --------------------------------------------------
+
+    join() {
+      const name = "helpdesk-stream:" + Live.config.me;
+      this.bc = new BroadcastChannel(name);
+      this.bc.onmessage = (message) => this.hear(message.data);
+      window.addEventListener("pagehide", () => this.post({ kind: "bye" }));
+      // Back from the back-forward cache: this tab said goodbye; load again and say what it needs.
+      window.addEventListener("pageshow", (e) => { if (e.persisted && this.mode !== "alone") this.reload(); });
+      // Held until the page goes: the callback's promise never settles.
+      navigator.locks.request(name, () => {
+        this.lead();
+        return new Promise(() => {});
+      }).catch((err) => {
+        console.warn("no leader election here: this tab keeps a stream of its own", err);
+        this.bc.close();
+        this.bc = null;
+        this.setMode("alone");
+        if (!this.loading) this.source.connect([...this.floors.keys()], this.resumePoint());
+      });
+    }
+
+    post(message) {
+      if (!this.bc) return;
+      try {
+        this.bc.postMessage({ ...message, tab: this.tab });
+      } catch (err) {
+        console.warn("could not tell the other tabs", err);
+      }
+    }
+
+    /**
+     * Say which channels this tab needs and from which id (the leader plans at once).
+     * `continuous`: the stream carried this tab and it applied all that was relayed since,
+     * so only a change of channels can call for a reconnect.
+     */
+    sendNeed(continuous) {
+      if (!continuous) this.listed = false;
+      const need = { channels: [...this.floors.keys()], from: this.resumePoint(), continuous: Boolean(continuous) };
+      this.remember(this.tab, need);
+      if (this.mode === "leader") this.plan();
+      else this.post({ kind: "need", ...need });
+    }
+
+    /** Every tab keeps every tab's last `need`: the one that takes over knows what to carry. */
+    remember(tab, need) {
+      const known = this.members.get(tab);
+      this.members.set(tab, {
+        channels: need.channels,
+        from: need.from,
+        continuous: need.continuous,
+        fresh: true, // not yet planned for
+        heard: Date.now(),
+        listedAt: known ? known.listedAt : undefined, // the stream position when it was first carried
+      });
+    }
+
+    /** A message from another tab of this person (same origin: BroadcastChannel goes no further). */
+    hear(message) {
+      if (!message || typeof message !== "object" || typeof message.tab !== "string" || message.tab === this.tab) return;
+      const tab = message.tab;
+      switch (message.kind) {
+        case "need": {
+          if (!Array.isArray(message.channels)) return;
+          const channels = message.channels.filter((channel) => typeof channel === "string");
+          this.remember(tab, { channels, from: isId(message.from) ? message.from : null, continuous: message.continuous === true });
+          if (this.mode === "leader") {
+            this.plan();
+            this.tellState();
+          }
+          return;
+        }
+        case "bye":
+          this.members.delete(tab);
+          if (this.mode === "leader") this.plan();
+          return;
+        case "leader":
+          // A new leader calls the roll: answer with what this tab needs (unless its snapshot is
+          // still loading: it asks once that is done).
+          if (this.leaderTab && this.leaderTab !== tab) this.members.delete(this.leaderTab);
+          this.leaderTab = tab;
+          if (this.mode !== "leader" && !this.loading && this.floors.size) this.sendNeed(this.listed);
+          return;
+        case "carry":
+          if (this.mode === "leader" || !Array.isArray(message.tabs) || !Array.isArray(message.excluded)) return;
+          this.leaderTab = tab;
+          this.streamFrom = isId(message.from) ? message.from : null;
+          for (const gone of message.excluded) this.members.delete(gone);
+          for (const carried of message.tabs) {
+            const member = this.members.get(carried);
+            if (member) member.fresh = false;
+          }
+          if (message.excluded.includes(this.tab)) {
+            // The stream has no room for this tab's channels: it keeps its own until it fits again.
+            this.listed = false;
+            this.setMode("overflow");
+            this.source.connect([...this.floors.keys()], this.resumePoint());
+          } else if (message.tabs.includes(this.tab)) {
+            if (this.mode === "overflow") {
+              this.source.stop();
+              this.source = null;
+              this.setMode("follower");
+              if (this.leaderState) this.showStream(this.leaderState);
+            }
+            this.listed = true;
+          } else {
+            this.listed = false; // not (yet) carried: what comes proves nothing about this tab's channels
+          }
+          return;
+        case "event":
+          if (this.mode !== "follower" || !message.event || typeof message.event !== "object") return;
+          if (message.event.id) this.relayedMax = maxId(this.relayedMax, message.event.id);
+          this.take(message.event, this.listed);
+          return;
+        case "state":
+          if (!STATE_TEXT[message.state]) return;
+          this.leaderState = message.state;
+          if (this.mode !== "follower") return;
+          this.showStream(message.state);
+          if (message.bus === "degraded" && this.bus !== "degraded") this.setBus("degraded", String(message.reason || ""));
+          return;
+        case "opened":
+          if (this.mode === "follower") this.busOpened();
+          return;
+        default:
+          return;
+      }
+    }
+
+    /** This tab got the lock: it opens the stream for every tab it knows of, then calls the roll. */
+    lead() {
+      this.setMode("leader");
+      if (this.leaderTab && this.leaderTab !== this.tab) this.members.delete(this.leaderTab);
+      this.leaderTab = this.tab;
+      this.takenAt = Date.now();
+      if (!this.loading && this.floors.size) this.remember(this.tab, { channels: [...this.floors.keys()], from: this.resumePoint() });
+      // What each tab has is known from its last need, and from the ids relayed since to every
+      // carried tab; the roll call corrects any tab that is behind that.
+      for (const [tab, member] of this.members) {
+        if (tab !== this.tab && !member.fresh) member.from = maxId(member.from, this.relayedMax);
+        member.fresh = true;
+        member.continuous = false;
+        member.listedAt = undefined;
+      }
+      this.post({ kind: "leader" });
+      this.plan();
+      setTimeout(() => this.prune(), ROLL_CALL_MS);
+    }
+
+    /** After the roll call: forget the tabs that did not answer (closed without a goodbye). */
+    prune() {
+      let gone = false;
+      for (const [tab, member] of this.members) {
+        if (tab !== this.tab && member.heard < this.takenAt) {
+          this.members.delete(tab);
+          gone = true;
+        }
+      }
+      if (gone) this.plan();
+    }
+
+    /**
+     * The leader: carry the union of every tab's channels (this tab's first, then in the order
+     * they came, while they fit), reconnecting only when the union changed or a tab needs older
+     * events than the stream has carried for it.
+     */
+    plan() {
+      const source = this.source;
+      const union = [];
+      const carried = [];
+      const excluded = [];
+      const order = [...this.members.keys()].sort((a, b) => (a === this.tab ? -1 : b === this.tab ? 1 : 0));
+      for (const tab of order) {
+        const extra = this.members.get(tab).channels.filter((channel) => !union.includes(channel));
+        if (tab !== this.tab && union.length + extra.length > MAX_CHANNELS) {
+          excluded.push(tab);
+          continue;
+        }
+        union.push(...extra);
+        carried.push(tab);
+      }
+      for (const tab of excluded) this.members.delete(tab);
+      // A stream that carries nothing yet (or was reset) has no position: every cursor counts.
+      const blank = !source.channels.length || source.stale;
+      let again = blank || !sameSet(union, source.channels);
+      let from = blank ? null : source.lastId;
+      for (const tab of carried) {
+        const member = this.members.get(tab);
+        if (!member.fresh || !member.from) continue;
+        // What the stream has already given this tab: all relayed since it was carried, if it
+        // kept up; else nothing after the stream's position.
+        const given = member.continuous && member.listedAt !== undefined ? member.listedAt : source.lastId;
+        if (blank || !given || Live.compareIds(member.from, given) < 0) {
+          again = true;
+          from = Live.minId(from, member.from);
+        }
+      }
+      if (again) {
+        source.connect(union, from);
+        for (const tab of carried) this.members.get(tab).listedAt = from;
+      }
+      for (const tab of carried) {
+        const member = this.members.get(tab);
+        if (member.fresh && (member.listedAt === undefined || !member.continuous)) member.listedAt = source.lastId;
+        member.fresh = false;
+      }
+      this.listed = carried.includes(this.tab);
+      this.streamFrom = source.from;
+      this.post({ kind: "carry", tabs: carried, excluded, channels: union, from: source.from });
+    }
+
+    /** Tell the other tabs what the stream is (a tab that just asked learns it at once). */
+    tellState() {
+      if (this.source.state) this.post({ kind: "state", state: this.source.state, bus: this.bus, reason: this.busReason });
+    }
+
+    // --- what the page shows -------------------------------------------------------------------
+
+    /** Show the stream's state (`state`, or the last one); a snapshot that keeps failing shows as down. */
+    showStream(state) {
+      if (state) this.streamState = state;
+      if (this.snapshotDown !== null) {
+        const long = !navigator.onLine || Date.now() - this.snapshotDown >= OFFLINE_AFTER_MS;
+        this.setState(long ? "offline" : "reconnecting");
+      } else if (this.streamState) {
+        this.setState(this.streamState);
+      }
     }
 
     /** A new connection is open: what the last one said about the bus no longer holds. */
@@ -682,6 +1099,7 @@
       clearTimeout(this.busTimer);
       const was = this.bus;
       this.bus = state;
+      this.busReason = reason;
       if (state === "degraded" && was !== "degraded") console.info("bus degraded:", reason);
       this.renderBus(state === "ok" && was === "degraded" && !quiet);
     }
@@ -704,7 +1122,6 @@
     setState(state) {
       if (state === this.state) return;
       this.state = state;
-      if (state === "live") clearTimeout(this.offlineTimer);
       if (this.stateNode) {
         this.stateNode.dataset.state = state;
         this.stateNode.textContent = STATE_TEXT[state];
@@ -721,6 +1138,7 @@
       this.renderBus(false);
     }
   }
+
   Live.LiveStream = LiveStream;
 
   function busBannerShown() {
