@@ -39,10 +39,16 @@ def test_the_pages_load_their_own_scripts_and_styles_from_static_and_nothing_els
     client: Client, django_user_model: Any
 ) -> None:
     client.force_login(django_user_model.objects.create_user("sam", is_staff=True))
-    for path, script in (("/workbench/", "workbench.js"), ("/dashboard/", "dashboard.js")):
+    pages = (
+        ("/workbench/", ["workbench.js", "layout.js", "canned.js", "alerts.js"]),
+        ("/dashboard/", ["dashboard.js"]),
+    )
+    for path, scripts in pages:
         content = client.get(path).content.decode()
         sources = re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', content)
-        assert sources == ["/static/css/app.css", "/static/js/live.js", f"/static/js/{script}"]
+        # live.js first, the page's own, then keys.js (the keyboard, on every page) last.
+        expected = ["/static/css/app.css", "/static/js/live.js", *(f"/static/js/{s}" for s in scripts)]
+        assert sources == [*expected, "/static/js/keys.js"]
 
 
 def test_a_session_page_shows_the_session_and_links_supervisors_to_its_admin_page(

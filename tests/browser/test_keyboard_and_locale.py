@@ -30,7 +30,11 @@ def test_an_agent_accepts_replies_and_leaves_with_the_keyboard_alone_seeing_loca
     name = unique()
     escalate(a.url, name)
     bot_says(a.url, name, "Hallo, ich brauche Hilfe.")
-    tab_to(page, f'#queue li[data-name="{name}"] button.btn-primary')
+    # The queue is one Tab stop; End goes to its newest row, ArrowRight to that row's Accept.
+    tab_to(page, '#queue [tabindex="0"]')
+    page.keyboard.press("End")
+    page.keyboard.press("ArrowRight")
+    expect(page.locator(f'#queue li[data-name="{name}"] button.btn-primary')).to_be_focused()
     page.keyboard.press("Enter")
     expect(page.locator("#pane-status")).to_have_text("With an agent")
     expect(page.locator("#composer-text")).to_be_focused()
