@@ -139,6 +139,7 @@ def session_page(request: HttpRequest, name: str) -> HttpResponse:
             admin_url = None
     context = {
         "nav": "dashboard" if request.user.is_staff else "workbench",
+        "from_history": request.GET.get("from") == "history",
         "session_name": name,
         "admin_url": admin_url,
         "page": _config(request, session_name=name),

@@ -115,11 +115,18 @@
   const secondsFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
   const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
 
-  /** A <time> element for a Unix time in milliseconds, in the viewer's locale. */
+  const dayFormat = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short" });
+  const yearFormat = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", year: "numeric" });
+
+  /** A <time> element for a Unix time in milliseconds, in the viewer's locale; with its date
+   * when it is not today (a transcript from History), and the year when not this year. */
   Live.time = function (ms, withSeconds) {
     const date = new Date(ms);
-    return Live.el("time", { datetime: date.toISOString(), title: fullFormat.format(date) },
-      (withSeconds ? secondsFormat : clockFormat).format(date));
+    const now = new Date();
+    const clock = (withSeconds ? secondsFormat : clockFormat).format(date);
+    const day = date.toDateString() === now.toDateString() ? ""
+      : (date.getFullYear() === now.getFullYear() ? dayFormat : yearFormat).format(date) + ", ";
+    return Live.el("time", { datetime: date.toISOString(), title: fullFormat.format(date) }, day + clock);
   };
 
   /** 42 -> "0:42", 754 -> "12:34", 3720 -> "1:02:00". */

@@ -143,7 +143,9 @@
 
   function renderPaneHead() {
     const session = state.openSession;
-    $("pane-title").textContent = (session && Live.customerName(session.customer)) || state.open;
+    const person = session && Live.customerName(session.customer);
+    $("pane-title").textContent = person || state.open;
+    $("pane-title").classList.toggle("is-person", Boolean(person));
     if (!session) return;
     Live.statusBadge($("pane-status"), session.status);
     const sub = $("pane-sub");
@@ -293,16 +295,27 @@
 
   // --- the customer panel ---------------------------------------------------------------------
 
+  // The customer panel is folded on narrow windows (above the transcript) and open on wide ones.
+  const widePanel = window.matchMedia("(min-width: 1101px)");
+  widePanel.addEventListener("change", () => { $("customer-details").open = widePanel.matches; });
+  $("customer-details").open = widePanel.matches;
+  $("customer-details").querySelector("summary").addEventListener("click", (event) => {
+    if (widePanel.matches) event.preventDefault(); // beside the transcript it stays open
+  });
+
   function renderCustomer(detail) {
     const body = $("customer-body");
     const customer = detail.customer || {};
+    $("customer-summary").textContent = Live.customerName(customer);
     const facts = [];
     const fact = (label, value) => facts.push(el("dt", {}, label), el("dd", {}, value));
     if (customer.email) fact("Email", el("a", { href: "mailto:" + customer.email }, customer.email));
     if (customer.id) fact("Customer id", customer.id);
-    for (const [key, value] of Object.entries(customer.fields || {})) fact(key, value === null ? "–" : String(value));
+    for (const [key, value] of Object.entries(customer.fields || {})) {
+      fact(key.charAt(0).toUpperCase() + key.slice(1), value === null ? "–" : String(value));
+    }
     const earlier = detail.customer_sessions || [];
-    body.replaceChildren(
+    body.replaceChildren(...[
       el("div", { class: "customer-name" }, Live.customerName(customer) || "Unknown customer"),
       facts.length ? el("dl", { class: "customer-facts" }, ...facts)
         : el("p", { class: "none" }, "The bot did not say who this is."),
@@ -314,7 +327,8 @@
             (Live.STATUS_LABELS[other.status] || other.status) + " · " + Live.time(Date.parse(other.created_at)) +
             (other.reason ? " · " + other.reason : "")),
           other.resolution_note ? el("div", {}, other.resolution_note) : null)))
-        : el("p", { class: "none" }, "None: this is their first.")) : null);
+        : el("p", { class: "none" }, "None: this is their first.")) : null,
+    ].filter(Boolean)); // replaceChildren would show a null as the text "null"
   }
 
   // --- snapshot and stream ------------------------------------------------------------------

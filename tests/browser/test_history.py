@@ -73,7 +73,7 @@ def test_history_search_finds_a_message_from_a_closed_session(
 
     # The result opens the transcript, read-only: no composer, no close.
     result(ana, name).locator(".result-title").click()
-    expect(ana).to_have_url(f"{b.url}/dashboard/sessions/{name}/")
+    expect(ana).to_have_url(f"{b.url}/dashboard/sessions/{name}/?from=history")
     expect(ana.locator("#transcript .msg-body").filter(has_text=said)).to_be_visible()
     expect(ana.locator("#pane-status")).to_have_text("Closed")
     expect(ana.locator("#pane-close")).to_have_count(0)
@@ -132,5 +132,5 @@ def test_the_history_page_works_with_the_keyboard_and_has_no_serious_accessibili
     page.keyboard.press("Tab")
     expect(result(page, name).locator(".result-title")).to_be_focused()
     page.keyboard.press("Enter")
-    expect(page).to_have_url(f"{a.url}/dashboard/sessions/{name}/")
+    expect(page).to_have_url(f"{a.url}/dashboard/sessions/{name}/?from=history")
     page.context.close()

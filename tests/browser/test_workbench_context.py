@@ -127,6 +127,17 @@ def test_the_customer_panel_shows_who_it_is_and_their_earlier_sessions(
     expect(panel.locator(".customer-history li")).to_contain_text("card updated")
     expect(ana.locator(f'#mine li[data-name="{now}"] .row-title')).to_contain_text("Grace Okafor")
 
+    # A customer the bot did not name: the session's name, and the panel says so.
+    plain = unique("plain")
+    escalate(a.url, plain)
+    ana.locator(f'#queue li[data-name="{plain}"] .row-title').click()
+    expect(ana.locator("#pane-title")).to_have_text(plain)
+    expect(panel).to_contain_text("The bot did not say who this is.")
+    expect(panel).not_to_contain_text("null")
+    expect(panel.locator(".customer-history")).to_have_count(0)
+
+    ana.locator(f'#mine li[data-name="{now}"] .row-title').click()
     panel.locator(f'.customer-history a:text("{earlier}")').click()
     ana.wait_for_url(f"**/dashboard/sessions/{earlier}/")
+    expect(ana.locator("#facts")).to_contain_text("Customer: Grace Okafor")
     ana.context.close()
