@@ -203,24 +203,18 @@
     shown.clear();
   });
 
-  /** The customer's name as the workbench's row for the session shows it, else "". */
-  function customerName(list, name) {
-    const title = $(list)?.querySelector(`li[data-name="${CSS.escape(name)}"] .row-title.is-person`);
-    return title && title.firstChild ? title.firstChild.textContent.trim() : "";
-  }
-
   // --- what the workbench announces -----------------------------------------------------------
 
   document.addEventListener("workbench:queued", (event) => {
-    const { name, reason } = event.detail || {};
+    const { name, reason, customer } = event.detail || {};
     if (typeof name !== "string" || !document.hidden) return;
     chime(false);
-    const who = customerName("queue", name);
+    const who = typeof customer === "string" ? customer : "";
     notify(name, "Waiting: " + clip(reason || "asked for an agent"), (who ? who + " (" + name + ")" : name) + " is in the queue");
   });
 
   document.addEventListener("workbench:customer-message", (event) => {
-    const { name, text, key } = event.detail || {};
+    const { name, text, key, customer } = event.detail || {};
     if (typeof name !== "string") return;
     // Remembered also while the tab is visible: a message replayed later is not news.
     if (key) {
@@ -230,7 +224,7 @@
     }
     if (!document.hidden) return;
     chime(false);
-    notify(name, customerName("mine", name) || name, clip(text) || "New message");
+    notify(name, (typeof customer === "string" && customer) || name, clip(text) || "New message");
   });
 
   render();

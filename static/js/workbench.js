@@ -175,7 +175,7 @@
     }
     state.queue.set(name, { name, reason: reason || "", since, fresh, customer: customer || null });
     renderQueue();
-    if (fresh) announce("queued", { name, reason: reason || "" });
+    if (fresh) announce("queued", { name, reason: reason || "", customer: Live.customerName(customer) });
   }
 
   function queueRemove(name) {
@@ -235,7 +235,10 @@
       case "new_message":
         if (state.mine.has(name) && event.channel !== "sse:broadcast") noteMessage(name, event, data);
         if (state.mine.has(name) && Live.senderOf(event) === "customer" && event.channel !== "sse:broadcast") {
-          announce("customer-message", { name, text: String(data.text ?? ""), key: Live.messageIdOf(event) || event.id });
+          announce("customer-message", {
+            name, text: String(data.text ?? ""), key: Live.messageIdOf(event) || event.id,
+            customer: Live.customerName(state.mine.get(name).customer),
+          });
         }
         if (name === state.open && event.channel === "sse:session:" + name) markRead(name, Live.messageIdOf(event));
         if (name !== state.open && state.mine.has(name) && data.sender !== "agent" && event.channel !== "sse:broadcast") {
@@ -420,8 +423,6 @@
       return;
     }
     stream.reconnect(cursor);
-    // On a narrow window the pane is below the lists: bring it into view.
-    if (window.matchMedia("(max-width: 760px)").matches) $("pane").scrollIntoView({ block: "start" });
     focusComposer();
   }
 
