@@ -955,10 +955,13 @@
             if (member) member.fresh = false;
           }
           if (message.excluded.includes(this.tab)) {
-            // The stream has no room for this tab's channels: it keeps its own until it fits again.
+            // The stream has no room for this tab's channels: it keeps its own until it fits again
+            // (already on its own, its stream carries its channels since its last reconnect).
             this.listed = false;
-            this.setMode("overflow");
-            this.source.connect([...this.floors.keys()], this.resumePoint());
+            if (this.mode !== "overflow") {
+              this.setMode("overflow");
+              this.source.connect([...this.floors.keys()], this.resumePoint());
+            }
           } else if (message.tabs.includes(this.tab)) {
             if (this.mode === "overflow") {
               this.source.stop();
