@@ -170,6 +170,12 @@
 
   // --- notifications ------------------------------------------------------------------------
 
+  /** Alert from this tab? Only while it is hidden, and of the person's tabs sharing one stream
+   * only the one holding it (live.js): eight hidden tabs make one chime, not eight. */
+  function mayAlert() {
+    return document.hidden && document.documentElement.dataset.stream !== "follower";
+  }
+
   function clip(text) {
     const flat = String(text ?? "").replace(/\s+/g, " ").trim();
     return flat.length > TEXT_MAX ? flat.slice(0, TEXT_MAX - 1) + "…" : flat;
@@ -177,7 +183,7 @@
 
   /** One notification per session (its tag): a newer one replaces it instead of piling up. */
   function notify(name, title, body) {
-    if (!desktopOn() || !document.hidden) return;
+    if (!desktopOn() || !mayAlert()) return;
     const tag = "helpdesk:" + name;
     try {
       const note = new Notification(title, { body, tag, lang: "en" });
@@ -207,7 +213,7 @@
 
   document.addEventListener("workbench:queued", (event) => {
     const { name, reason, customer } = event.detail || {};
-    if (typeof name !== "string" || !document.hidden) return;
+    if (typeof name !== "string" || !mayAlert()) return;
     chime(false);
     const who = typeof customer === "string" ? customer : "";
     notify(name, "Waiting: " + clip(reason || "asked for an agent"), (who ? who + " (" + name + ")" : name) + " is in the queue");
@@ -222,7 +228,7 @@
       seen.add(key);
       if (seen.size > SEEN_MAX) seen.delete(seen.values().next().value);
     }
-    if (!document.hidden) return;
+    if (!mayAlert()) return;
     chime(false);
     notify(name, (typeof customer === "string" && customer) || name, clip(text) || "New message");
   });
