@@ -140,7 +140,7 @@ class Hit:
 def closed_matching(sessions: ChatSessionQuerySet, search: Search, limit: int) -> list[Hit]:
     """The closed sessions among `sessions` that match `search`, newest closed first, at most `limit`."""
     found = list(
-        sessions.select_related("agent")
+        sessions.select_related("agent", "supervisor")
         .filter(status=Status.CLOSED)
         .filter(_matching_sessions(search))
         .order_by("-closed_at", "-pk")[:limit]

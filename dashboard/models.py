@@ -37,7 +37,7 @@ class ChatSessionQuerySet(models.QuerySet["ChatSession"]):
     def ordered_for(self, status: str | None, limit: int) -> list[ChatSession]:
         """The listing of GET /api/sessions, at most `limit` rows, limited in SQL: see
         docs/sessions.md for the orders."""
-        base = self.select_related("agent")
+        base = self.select_related("agent", "supervisor")
         if status == Status.WAITING_AGENT:
             return list(base.queue()[:limit])
         if status == Status.CLOSED:
@@ -61,6 +61,14 @@ class ChatSession(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="chat_sessions",
+    )
+    # A supervisor who joined the agent's conversation as a second participant (docs/sessions.md).
+    supervisor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="joined_sessions",
     )
     reason = models.CharField(max_length=500, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
@@ -109,6 +117,10 @@ class ChatSession(models.Model):
         return self.agent.get_username() if self.agent is not None else None
 
     @property
+    def supervisor_name(self) -> str | None:
+        return self.supervisor.get_username() if self.supervisor is not None else None
+
+    @property
     def display_name(self) -> str:
         """The customer's name when the bot gave one, else the session's name."""
         return self.customer_name or self.name
@@ -136,6 +148,7 @@ class ChatSession(models.Model):
             "name": self.name,
             "status": self.status,
             "agent": self.agent_name,
+            "supervisor": self.supervisor_name,
             "reason": self.reason,
             "created_at": iso(self.created_at),
             "escalated_at": iso(self.escalated_at),
@@ -265,3 +278,31 @@ class CannedReply(models.Model):
 
     def to_json(self) -> dict[str, str]:
         return {"shortcut": self.shortcut, "title": self.title, "text": self.text}
+
+
+class Availability(models.TextChoices):
+    AVAILABLE = "available", "Available"
+    AWAY = "away", "Away"
+
+
+class AgentState(models.Model):
+    """An agent's own Available / Away (remembered), and when they were last given a session.
+
+    No row: the default, available for agents and away for supervisors (a supervisor takes
+    sessions only after making themselves available). Presence (realtime.presence) says
+    separately whether a workbench of theirs is open.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agent_state")
+    state = models.CharField(max_length=16, choices=Availability.choices, default=Availability.AVAILABLE)
+    changed_at = models.DateTimeField(default=timezone.now)
+    # Round-robin assignment gives the next session to whoever waited longest for one.
+    last_assigned_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(state__in=Availability.values), name="agentstate_state_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.state}"

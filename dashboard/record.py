@@ -258,7 +258,7 @@ def on_outbox_published(sender: object, rows: list[Any], **kwargs: Any) -> None:
 def _sync_keys(names: list[str]) -> None:
     from dashboard.session_keys import sync_all_to_redis
 
-    sync_all_to_redis(ChatSession.objects.select_related("agent").filter(name__in=names))
+    sync_all_to_redis(ChatSession.objects.select_related("agent", "supervisor").filter(name__in=names))
 
 
 def on_redis_reconnected(sender: object, empty: bool, **kwargs: Any) -> None:

@@ -402,12 +402,12 @@ def _move(
 
 
 def _current(name: str) -> ChatSession | None:
-    return ChatSession.objects.select_related("agent").filter(name=name).first()
+    return ChatSession.objects.select_related("agent", "supervisor").filter(name=name).first()
 
 
 def _locked(name: str) -> ChatSession:
     """The row just updated by this transaction (its write lock is already held)."""
-    return ChatSession.objects.select_related("agent").get(name=name)
+    return ChatSession.objects.select_related("agent", "supervisor").get(name=name)
 
 
 def _refusal(name: str, action: str, allowed: tuple[str, ...], agent_pk: int | None = None) -> SessionError:

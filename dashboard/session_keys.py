@@ -82,5 +82,5 @@ def sync_to_redis(session: ChatSession) -> bool:
 
 def sync_all_to_redis(sessions: Iterable[ChatSession] | None = None) -> int:
     """Rewrite the keys of every session (after a Redis restart); returns how many were written."""
-    rows = sessions if sessions is not None else ChatSession.objects.select_related("agent").iterator()
+    rows = sessions if sessions is not None else ChatSession.objects.select_related("agent", "supervisor").iterator()
     return sum(1 for session in rows if sync_to_redis(session))
