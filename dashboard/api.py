@@ -15,13 +15,14 @@ from typing import Any
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 
-from dashboard import history, services, unread
+from dashboard import availability, history, services, unread
 from dashboard.models import CannedReply, ChatSession, SessionEvent, Status
 from realtime.auth import Principal
 from realtime.bus import bus_cursor, record_cursor
 from realtime.channels import InvalidChannel, validate_name
 from realtime.errors import ApiError
 from realtime.jsonapi import api, json_body, ok
+from realtime.views import who_is_online
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,9 @@ def refusals(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     return wrapper
 
 
-def fields(request: HttpRequest, spec: dict[str, type], required: tuple[str, ...] = ()) -> dict[str, Any]:
+def fields(
+    request: HttpRequest, spec: dict[str, type | tuple[type, ...]], required: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """The JSON body, checked against `spec` (field -> type).
 
     Unknown fields are refused rather than ignored: a typo (`"reson"`) or a field a client
@@ -68,9 +71,10 @@ def fields(request: HttpRequest, spec: dict[str, type], required: tuple[str, ...
     return body
 
 
-def _type_name(kind: type) -> str:
-    names: dict[type, str] = {str: "string", dict: "JSON object"}
-    return names.get(kind, kind.__name__)
+def _type_name(kind: type | tuple[type, ...]) -> str:
+    names: dict[type, str] = {str: "string", dict: "JSON object", type(None): "null"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(names.get(one, one.__name__) for one in kinds)
 
 
 def _answer(outcome: services.Outcome, status: int = 200) -> HttpResponse:
@@ -261,6 +265,50 @@ def read(request: HttpRequest, principal: Principal, name: str) -> HttpResponse:
     """POST /api/sessions/{name}/read {"up_to": <message_id>}: the agent has read this far."""
     body = fields(request, {"up_to": str}, required=("up_to",))
     return ok(unread.mark_read(name, body["up_to"], by=principal))
+
+
+# --- supervision (docs/sessions.md) ----------------------------------------------------
+
+
+@api(("POST",), who=_humans)
+@refusals
+def transfer(request: HttpRequest, principal: Principal, name: str) -> HttpResponse:
+    """POST /api/sessions/{name}/transfer {"to": "<agent_id>" | null}."""
+    body = fields(request, {"to": (str, type(None))}, required=("to",))
+    return _answer(services.transfer(name, body["to"], by=principal))
+
+
+@api(("POST",), who=_humans)
+@refusals
+def join(request: HttpRequest, principal: Principal, name: str) -> HttpResponse:
+    fields(request, {})
+    return _answer(services.join(name, by=principal))
+
+
+@api(("POST",), who=_humans)
+@refusals
+def part(request: HttpRequest, principal: Principal, name: str) -> HttpResponse:
+    fields(request, {})
+    return _answer(services.part(name, by=principal))
+
+
+@api(("POST",), who=_humans)
+@refusals
+def set_availability(request: HttpRequest, principal: Principal, agent_id: str) -> HttpResponse:
+    """POST /api/agents/{agent_id}/availability {"state": "available" | "away"}."""
+    body = fields(request, {"state": str}, required=("state",))
+    return ok(availability.set_availability(agent_id, body["state"], by=principal))
+
+
+@api(("GET",))
+def presence(request: HttpRequest, principal: Principal) -> HttpResponse:
+    """GET /api/presence: who has a workbench open, each with their Available / Away; and
+    `available`: who is available, open workbench or not (the dashboard's agents list)."""
+    agents, complete = who_is_online()
+    known = availability.states([row["agent"] for row in agents])
+    for row in agents:
+        row["state"] = known.get(row["agent"], "away")
+    return ok({"agents": agents, "complete": complete, "available": availability.available_agents()})
 
 
 # Enough for every prepared answer of a team; the composer shows the first few that match.

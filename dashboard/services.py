@@ -201,7 +201,7 @@ def accept(name: str, *, by: Principal) -> Outcome:
 
 
 def send_message(name: str, text: object, *, by: Principal) -> Outcome:
-    """The agent on the session writes to the customer."""
+    """The agent on the session (or a supervisor who joined it) writes to the customer."""
     name = valid_name(name)
     text = _valid_text(text, "text", MAX_MESSAGE_CHARS, allow_empty=False)
     agent_pk = agent_pk_of(by)
@@ -209,7 +209,8 @@ def send_message(name: str, text: object, *, by: Principal) -> Outcome:
     with transaction.atomic():
         # Touch the row under the same condition a leave or close would change, so a message
         # and a concurrent leave are ordered by the database and a message never follows a leave.
-        touched = ChatSession.objects.filter(name=name, status=Status.AGENT_HANDLING, agent_id=agent_pk).update(
+        participant = Q(agent_id=agent_pk) | Q(supervisor_id=agent_pk)
+        touched = ChatSession.objects.filter(participant, name=name, status=Status.AGENT_HANDLING).update(
             version=F("version") + 1,
             last_message_text=text[:200],
             last_message_sender="agent",
@@ -217,14 +218,16 @@ def send_message(name: str, text: object, *, by: Principal) -> Outcome:
             awaiting_reply_since=None,
         )
         if not touched:
-            raise _refusal(name, "send messages", (Status.AGENT_HANDLING,), agent_pk)
+            raise _refusal(name, "send messages", (Status.AGENT_HANDLING,), agent_pk, participants=True)
         session = _locked(name)
         message = {
             "session_name": name,
             "message_id": uuid.uuid4().hex,
             "data": {"text": text, "sender": "agent", "agent": by.name},
         }
-        return _announce(session, [("new_message", message)], by.source, agent=by.name)
+        return _announce(
+            session, [("new_message", message)], by.source, agent=session.agent_name, also=_joined(session)
+        )
 
 
 def leave(name: str, *, by: Principal) -> Outcome:
@@ -240,6 +243,122 @@ def requeue(name: str, *, by: Principal) -> Outcome:
     if not by.is_supervisor:
         raise Forbidden("only a supervisor may return another agent's session to the queue")
     return _return_to_queue(name, by, agent_pk=None)
+
+
+def transfer(name: str, to: object, *, by: Principal) -> Outcome:
+    """Hand a session an agent is handling to another agent (`to`, who must be available), or
+    back to the queue (`to` None). A supervisor may transfer any session; an agent their own.
+
+    To an agent: `agent_left` (the old agent, `data.to`), `agent_joined` (the new, `data.from`),
+    `status_change` (agent_handling to agent_handling), each also on both agents' channels, so
+    the old agent's workbench drops it at once. To the queue: the events of a leave.
+    """
+    name = valid_name(name)
+    by_pk = agent_pk_of(by)
+    only_mine = None if by.is_supervisor else by_pk
+    if to is None:
+        return _return_to_queue(name, by, agent_pk=only_mine)
+    if not isinstance(to, str):
+        raise InvalidInput("to must be an agent_id (a string) or null")
+    target = _available_agent(to)
+    _require_sources(by, "agent_left", "agent_joined", "status_change")
+    with transaction.atomic():
+        filters: dict[str, Any] = {"agent_id": only_mine} if only_mine is not None else {}
+        # One conditional UPDATE decides, as for an accept: of a transfer and a leave (or two
+        # transfers) racing, exactly one finds the session still with its agent.
+        moved = (
+            ChatSession.objects.filter(name=name, status=Status.AGENT_HANDLING, **filters)
+            .exclude(agent_id=target.pk)
+            .update(version=F("version") + 1)
+        )
+        if not moved:
+            current = _current(name)
+            if current is not None and current.status == Status.AGENT_HANDLING and current.agent_id == target.pk:
+                raise Conflict(f"session {name} is already with {to}")
+            raise _refusal(name, "transfer", (Status.AGENT_HANDLING,), only_mine)
+        # This transaction holds the row now: read who had it, then hand it over. The reply
+        # clock runs on (the customer still waits for an answer); a supervisor who had joined
+        # and now takes the session is its agent, no longer a second participant.
+        before = _locked(name)
+        old, watchers = before.agent_name, _joined(before)
+        changes: dict[str, Any] = {"agent_id": target.pk, "accepted_at": timezone.now()}
+        if before.supervisor_id == target.pk:
+            changes["supervisor"] = None
+        ChatSession.objects.filter(name=name).update(**changes)
+        session = _locked(name)
+        handover = {"by": by.name, "from": old, "to": to}
+        left = {"session_name": name, "status": Status.AGENT_HANDLING, "data": {"agent": old, **handover}}
+        joined = {"session_name": name, "status": Status.AGENT_HANDLING, "data": {"agent": to, **handover}}
+        events = [
+            ("agent_left", left),
+            ("agent_joined", joined),
+            _status_change(name, Status.AGENT_HANDLING, Status.AGENT_HANDLING, to),
+        ]
+        return _announce(session, events, by.source, agent=to, also=(*filter(None, [old]), *watchers))
+
+
+def _available_agent(username: str) -> Any:
+    """The active account `username`, available to take sessions (404 unknown, 409 away)."""
+    try:
+        validate_name(username, "to")
+    except InvalidChannel as exc:
+        raise InvalidInput(str(exc)) from None
+    user = get_user_model().objects.filter(username=username, is_active=True).first()
+    if user is None:
+        raise NotFound(f"no active agent {username}")
+    from dashboard.availability import is_available  # the availability rules' one owner
+
+    if not is_available(user):
+        raise Conflict(f"{username} is away: only an available agent can be given a session")
+    return user
+
+
+def join(name: str, *, by: Principal) -> Outcome:
+    """A supervisor joins an agent's conversation as a second participant (and may write)."""
+    return _participation(name, by, joining=True)
+
+
+def part(name: str, *, by: Principal) -> Outcome:
+    """The supervisor who joined a session leaves it; the agent keeps it."""
+    return _participation(name, by, joining=False)
+
+
+def _participation(name: str, by: Principal, *, joining: bool) -> Outcome:
+    name = valid_name(name)
+    if not by.is_supervisor:
+        raise Forbidden("only a supervisor joins or parts an agent's session")
+    pk = agent_pk_of(by)
+    event_type = "agent_joined" if joining else "agent_left"
+    _require_sources(by, event_type)
+    with transaction.atomic():
+        rows = ChatSession.objects.filter(name=name, status=Status.AGENT_HANDLING)
+        if joining:
+            moved = (
+                rows.filter(supervisor__isnull=True)
+                .exclude(agent_id=pk)
+                .update(supervisor_id=pk, version=F("version") + 1)
+            )
+        else:
+            moved = rows.filter(supervisor_id=pk).update(supervisor=None, version=F("version") + 1)
+        if not moved:
+            raise _participation_refusal(name, pk, joining)
+        session = _locked(name)
+        data = {"agent": by.name, "role": "supervisor"}
+        event = (event_type, {"session_name": name, "status": Status.AGENT_HANDLING, "data": data})
+        return _announce(session, [event], by.source, agent=session.agent_name, also=(by.name,))
+
+
+def _participation_refusal(name: str, pk: int, joining: bool) -> SessionError:
+    session = _current(name)
+    if session is None:
+        return NotFound(f"no session {name}")
+    if session.status != Status.AGENT_HANDLING:
+        return Conflict(f"session {name} is {session.status}: only a session an agent is handling can be joined")
+    if joining and session.agent_id == pk:
+        return Conflict(f"session {name} is already yours")
+    if joining:
+        return Conflict(f"{session.supervisor_name} has already joined session {name}")
+    return Conflict(f"you have not joined session {name}")
 
 
 # A resolution note is for a person to read later, not a transcript.
@@ -267,11 +386,15 @@ def close(name: str, *, by: Principal, note: object = "") -> Outcome:
         previous = _move(name, sources, Status.CLOSED, filters=only_mine, **closing)
         if previous is None:
             raise _refusal(name, "close", sources, agent_pk)
+        # A supervisor who had joined is told too (their workbench drops it); the row forgets them.
+        joined = _joined(_locked(name))
+        if joined:
+            ChatSession.objects.filter(name=name).update(supervisor=None)
         session = _locked(name)
         # The agent stays on a closed session as a record of who handled it last.
         agent = session.agent_name if previous == Status.AGENT_HANDLING else None
         change = _status_change(name, previous, Status.CLOSED, agent)
-        return _announce(session, [change], by.source, agent=agent)
+        return _announce(session, [change], by.source, agent=agent, also=joined)
 
 
 def session_detail(name: str) -> ChatSession:
@@ -410,7 +533,9 @@ def _locked(name: str) -> ChatSession:
     return ChatSession.objects.select_related("agent", "supervisor").get(name=name)
 
 
-def _refusal(name: str, action: str, allowed: tuple[str, ...], agent_pk: int | None = None) -> SessionError:
+def _refusal(
+    name: str, action: str, allowed: tuple[str, ...], agent_pk: int | None = None, *, participants: bool = False
+) -> SessionError:
     """Why a conditional UPDATE matched nothing: 404, 409 (wrong state) or 403 (not yours)."""
     session = _current(name)
     if session is None:
@@ -419,7 +544,11 @@ def _refusal(name: str, action: str, allowed: tuple[str, ...], agent_pk: int | N
         needed = " or ".join(allowed)
         held = f" (agent {session.agent_name})" if session.status == Status.AGENT_HANDLING else ""
         return Conflict(f"cannot {action}: session {name} is {session.status}{held}, not {needed}")
-    if agent_pk is not None and session.agent_id != agent_pk:
+    if (
+        agent_pk is not None
+        and session.agent_id != agent_pk
+        and not (participants and session.supervisor_id == agent_pk)
+    ):
         return Forbidden(f"cannot {action}: session {name} is handled by {session.agent_name or 'nobody'}")
     return Conflict(f"cannot {action}: session {name} changed meanwhile; try again")
 
@@ -442,7 +571,10 @@ def _return_to_queue(name: str, by: Principal, agent_pk: int | None) -> Outcome:
         # The agent is cleared in a second UPDATE, after reading who it was: this transaction
         # already holds the row, so no other command can come between the two.
         left = _locked(name).agent_name
-        ChatSession.objects.filter(name=name).update(agent=None, accepted_at=None, awaiting_reply_since=None)
+        joined = _joined(_locked(name))
+        ChatSession.objects.filter(name=name).update(
+            agent=None, supervisor=None, accepted_at=None, awaiting_reply_since=None
+        )
         session = _locked(name)
         # The queue's pages put it back where it was, with its reason, from the event alone.
         back = {"agent": left, "reason": session.reason, "escalated_at": session.state_json()["escalated_at"]}
@@ -450,11 +582,21 @@ def _return_to_queue(name: str, by: Principal, agent_pk: int | None) -> Outcome:
             ("agent_left", {"session_name": name, "status": Status.WAITING_AGENT, "data": back}),
             _status_change(name, Status.AGENT_HANDLING, Status.WAITING_AGENT, None),
         ]
-        return _announce(session, events, by.source, agent=left)
+        return _announce(session, events, by.source, agent=left, also=joined)
+
+
+def _joined(session: ChatSession) -> tuple[str, ...]:
+    """The supervisor who joined the session, whose workbench follows it too."""
+    return (session.supervisor_name,) if session.supervisor_name else ()
 
 
 def _announce(
-    session: ChatSession, events: list[tuple[str, dict[str, Any]]], source: str, *, agent: str | None
+    session: ChatSession,
+    events: list[tuple[str, dict[str, Any]]],
+    source: str,
+    *,
+    agent: str | None,
+    also: tuple[str, ...] = (),
 ) -> Outcome:
     """Store each event for the session channel, sse:broadcast and the agent's channel in the
     outbox, and the session channel's in the record, all in the command's transaction.
@@ -464,8 +606,9 @@ def _announce(
     its events are published (`dashboard.record.on_outbox_published`).
     """
     channels = [session_channel(session.name), BROADCAST]
-    if agent is not None:
-        channels.append(agent_channel(agent))
+    for person in dict.fromkeys((agent, *also)):  # each agent channel once, in order
+        if person is not None:
+            channels.append(agent_channel(person))
     outcome = Outcome(session)
     outcome.events = publish_many_on_commit(
         [(channel, event_type, payload) for event_type, payload in events for channel in channels], source=source

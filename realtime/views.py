@@ -44,9 +44,9 @@ def publish(request: HttpRequest, principal: Principal) -> HttpResponse:
     )
 
 
-@api(("GET",))
-def presence(request: HttpRequest, principal: Principal) -> HttpResponse:
-    """Agents with a workbench open on any process (with a short grace period)."""
+def who_is_online() -> tuple[list[dict[str, str]], bool]:
+    """Agents with a workbench open on any process (with a short grace period), and whether
+    the list is complete. `GET /api/presence` (dashboard.api) adds each one's availability."""
     layer = get_layer()
     complete = True
     try:
@@ -55,8 +55,7 @@ def presence(request: HttpRequest, principal: Principal) -> HttpResponse:
         # Redis down: who is connected to this process is still known; say the list is partial.
         logger.warning("presence from this process only: %s", exc)
         rows, complete = layer.local_online_agents(), False
-    agents = [{"agent": row["agent"], "since": _iso(row["since"])} for row in rows]
-    return ok({"agents": agents, "complete": complete})
+    return [{"agent": row["agent"], "since": _iso(row["since"])} for row in rows], complete
 
 
 def _iso(stamp: float) -> str:

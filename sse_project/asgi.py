@@ -13,6 +13,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402 - needs
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from dashboard.availability import start_assigner  # noqa: E402
 from dashboard.simulator_inprocess import with_simulator  # noqa: E402
 from realtime import background  # noqa: E402
 from realtime.hub import freeze_startup_objects  # noqa: E402
@@ -33,6 +34,8 @@ daphne_requests.install(MAX_BODY_BYTES, settings.HTTP_REQUEST_SECONDS)
 # The outbox relay and the recorder: every server process runs them (no extra process).
 if settings.SSE_BACKGROUND:
     background.start()
+    # ASSIGNMENT=round_robin: this process also gives waiting sessions to available agents.
+    start_assigner()
 
 # Last: everything made so far lives as long as the process; keep it out of the GC's scans
 # (realtime.hub.freeze_startup_objects says what that saves).

@@ -220,6 +220,14 @@ if QUEUE_OVERDUE_SECONDS <= QUEUE_SLA_SECONDS:
     raise ImproperlyConfigured("QUEUE_OVERDUE_SECONDS must be greater than QUEUE_SLA_SECONDS")
 if REPLY_OVERDUE_SECONDS <= REPLY_SLA_SECONDS:
     raise ImproperlyConfigured("REPLY_OVERDUE_SECONDS must be greater than REPLY_SLA_SECONDS")
+# Who gives waiting sessions to agents (docs/sessions.md): "manual" (agents accept from the
+# queue) or "round_robin" (each server process also assigns them, to available agents who have
+# a workbench open, at most ASSIGNMENT_MAX_PER_AGENT open sessions each).
+ASSIGNMENT = envstr("ASSIGNMENT", "manual")
+if ASSIGNMENT not in ("manual", "round_robin"):
+    raise ImproperlyConfigured(f"ASSIGNMENT must be manual or round_robin, not {ASSIGNMENT!r}")
+ASSIGNMENT_MAX_PER_AGENT = envint("ASSIGNMENT_MAX_PER_AGENT", 3, minimum=1, maximum=100)
+ASSIGNMENT_INTERVAL_SECONDS = envint("ASSIGNMENT_INTERVAL_SECONDS", 2, minimum=1, maximum=60)
 # `make run` sets this: play the ai_chatbot inside the server process (in-memory layer only;
 # with Redis run `manage.py simulate_chatbot` as its own process). See docs/pages.md "The demo".
 SIMULATE_CHATBOT = envbool("SIMULATE_CHATBOT", False)

@@ -25,7 +25,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     # The bus (docs/bus.md)
     path("api/publish", realtime_views.publish, name="publish"),
-    path("api/presence", realtime_views.presence, name="presence"),
+    path("api/presence", api.presence, name="presence"),
     path("healthz", realtime_views.healthz, name="healthz"),
     # Sessions and the handoff (docs/sessions.md)
     path("api/manual/escalate", api.escalate, name="session-escalate"),
@@ -36,6 +36,10 @@ urlpatterns = [
     path("api/sessions/<str:name>/leave", api.leave, name="session-leave"),
     path("api/sessions/<str:name>/close", api.close, name="session-close"),
     path("api/sessions/<str:name>/read", api.read, name="session-read"),
+    path("api/sessions/<str:name>/transfer", api.transfer, name="session-transfer"),
+    path("api/sessions/<str:name>/join", api.join, name="session-join"),
+    path("api/sessions/<str:name>/part", api.part, name="session-part"),
+    path("api/agents/<str:agent_id>/availability", api.set_availability, name="agent-availability"),
     path("api/canned-replies", api.canned_replies, name="canned-replies"),
     # Anything else under /api/ gets the contract's JSON 404, not an HTML page.
     re_path(r"^api/", realtime_views.api_not_found),
