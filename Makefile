@@ -50,8 +50,19 @@ test-deps:
 			exit 1; \
 		fi; }
 
+# The session, handoff and race tests run a second time on PostgreSQL when TEST_POSTGRES_URL
+# names a server (an admin URL: .ci/run gives postgres://postgres@127.0.0.1:5432/postgres);
+# tests/support/databases.py says how, and fails at once, saying how to fix it, without one.
+POSTGRES_TESTS := tests/test_sessions_*.py tests/test_handoff_processes.py tests/test_accept_race.py \
+	tests/test_supervision.py tests/test_supervision_processes.py tests/test_workbench_context.py \
+	tests/test_record.py tests/test_outbox.py tests/test_history_search.py
+
 test: install test-deps node_modules/.package-lock.json
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@if [ -n "$$TEST_POSTGRES_URL" ]; then \
+		echo "The session, handoff and race tests again, on PostgreSQL ($$TEST_POSTGRES_URL)"; \
+		TEST_DB=postgres $(BIN)/python -m pytest $(POSTGRES_TESTS); \
+	fi
 
 # From npm (package-lock.json): eslint for the pages' JavaScript, and axe-core, which the browser
 # tests inject to check accessibility. The pages themselves need no build step.

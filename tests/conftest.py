@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
+from tests.support.databases import scratch_database_url
 from tests.support.procs import Daphne, RedisServer, base_env, migrate
 
 # The outbox relay and the recorder are background threads of server processes; in this
@@ -86,8 +87,8 @@ def redis_server() -> Iterator[RedisServer]:
 @pytest.fixture(scope="session")
 def redis_env(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Environment for product processes on the private Redis, with a migrated SQLite database."""
-    db = tmp_path_factory.mktemp("db") / "cross.sqlite3"
-    env = base_env(REDIS_URL=redis_server.url, DATABASE_URL=f"sqlite:///{db}", SSE_HEARTBEAT_SECONDS="2")
+    database = scratch_database_url(tmp_path_factory.mktemp("db"), "cross")
+    env = base_env(REDIS_URL=redis_server.url, DATABASE_URL=database, SSE_HEARTBEAT_SECONDS="2")
     migrate(env)
     return env
 

@@ -11,6 +11,7 @@ SESSION_KEYS = {
     "name",
     "status",
     "agent",
+    "supervisor",
     "reason",
     "created_at",
     "escalated_at",

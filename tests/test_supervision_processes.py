@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.databases import scratch_database_url
 from tests.support.procs import Daphne, SSEClient, base_env, cookie_header, login, manage, migrate, request, wait_until
 from tests.support.sessions import create_agents, db_row, history, unique
 from tests.support.sessions import login as agent_login
@@ -61,10 +62,9 @@ def test_a_transfer_and_a_leave_at_once_have_exactly_one_winner(daphne_pair, red
 
 @pytest.fixture
 def round_robin_pair(redis_server: Any, tmp_path: Path) -> Iterator[tuple[Daphne, Daphne, dict[str, str]]]:
-    db = tmp_path / "db.sqlite3"
     env = base_env(
         REDIS_URL=redis_server.url,
-        DATABASE_URL=f"sqlite:///{db}",
+        DATABASE_URL=scratch_database_url(tmp_path, "round_robin"),
         ASSIGNMENT="round_robin",
         ASSIGNMENT_MAX_PER_AGENT="2",
         ASSIGNMENT_INTERVAL_SECONDS="1",

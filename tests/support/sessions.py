@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from tests.support import procs
+from tests.support.databases import query_one
 from tests.support.procs import request, run_python
 
 ROW_SQL = """
@@ -57,10 +57,8 @@ def login(base_url: str, username: str, password: str = "pw-for-tests") -> Agent
 
 
 def db_row(database_url: str, name: str) -> dict[str, Any] | None:
-    """The session's row, read from the SQLite file the daphne processes share."""
-    path = database_url.removeprefix("sqlite:///")
-    with sqlite3.connect(path, timeout=20) as conn:
-        row = conn.execute(ROW_SQL, (name,)).fetchone()
+    """The session's row, read from the database the daphne processes share."""
+    row = query_one(database_url, ROW_SQL, (name,))
     if row is None:
         return None
     keys = ("name", "status", "agent", "reason", "escalated_at", "accepted_at", "closed_at", "last_event_id")
