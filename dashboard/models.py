@@ -23,9 +23,11 @@ NAME_VALIDATOR = RegexValidator(NAME_PATTERN, NAME_RULE)
 
 
 class Status(models.TextChoices):
-    AI_HANDLING = "ai_handling", "AI handling"
-    WAITING_AGENT = "waiting_agent", "Waiting for an agent"
-    AGENT_HANDLING = "agent_handling", "Agent handling"
+    # The labels are the pages' own (Live.STATUS_LABELS in static/js/live.js): the admin and
+    # the pages call each state by one name.
+    AI_HANDLING = "ai_handling", "With the bot"
+    WAITING_AGENT = "waiting_agent", "Waiting"
+    AGENT_HANDLING = "agent_handling", "With an agent"
     CLOSED = "closed", "Closed"
 
 
