@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse
 
 from dashboard import availability, history, services, unread
 from dashboard.models import CannedReply, ChatSession, SessionEvent, Status
+from realtime import viewers as realtime_viewers
 from realtime.auth import Principal
 from realtime.bus import bus_cursor, record_cursor
 from realtime.channels import InvalidChannel, validate_name
@@ -309,6 +310,18 @@ def presence(request: HttpRequest, principal: Principal) -> HttpResponse:
     for row in agents:
         row["state"] = known.get(row["agent"], "away")
     return ok({"agents": agents, "complete": complete, "available": availability.available_agents()})
+
+
+@api(("GET",), who=_humans)
+@refusals
+def session_viewers(request: HttpRequest, principal: Principal, name: str) -> HttpResponse:
+    """GET /api/sessions/{name}/viewers: who has the session open right now, on any process
+    (the pages' "Also viewing" line polls it; realtime.viewers)."""
+    name = services.valid_name(name)
+    if not ChatSession.objects.filter(name=name).exists():
+        raise services.NotFound(f"no session {name}")
+    viewers, complete = realtime_viewers.viewers_of(name)
+    return ok({"viewers": viewers, "complete": complete})
 
 
 # Enough for every prepared answer of a team; the composer shows the first few that match.

@@ -40,6 +40,7 @@ from realtime.errors import ApiError, error_body
 from realtime.limits import TooManyStreams
 from realtime.stream import SSEConnection
 from realtime.under_daphne import shutdown
+from realtime.viewers import sessions_of
 
 logger = logging.getLogger(__name__)
 
@@ -135,17 +136,24 @@ class SSEConsumer(AsyncHttpConsumer):
             logger.debug("stream open for %s on %s", principal.name, channels)
             # A person's stream that carries their own agent channel is a workbench page:
             # while it is open, they count as online (realtime.presence).
-            present = None if principal.is_service else principal.name
-            if present is not None and agent_channel(present) in channels:
+            person = None if principal.is_service else principal.name
+            present = person if person is not None and agent_channel(person) in channels else None
+            if present is not None:
                 await layer.hub.presence.connected(present)
-            else:
-                present = None
+            # A person's stream that carries a session's channel shows them that session: they
+            # are one of its viewers while it is open (realtime.viewers).
+            viewing = sessions_of(channels) if person is not None else ()
             del principal  # not needed while the stream is open
             try:
+                if person is not None and viewing:
+                    # Inside the try: counted at once, so a cancellation during its write still uncounts.
+                    await layer.hub.viewers.opened(person, viewing)
                 await self._wait_for_end(receive, connection)
             finally:
                 if present is not None:
                     layer.hub.presence.disconnected(present)
+                if person is not None and viewing:
+                    layer.hub.viewers.closed(person, viewing)
         finally:
             await layer.hub.remove(connection)
             connection.close()

@@ -22,6 +22,7 @@ from realtime.envelope import InvalidEvent, dumps, parse_event_id, parse_incomin
 from realtime.health import OK
 from realtime.history import Resume
 from realtime.presence import Presence
+from realtime.viewers import Viewers
 
 logger = logging.getLogger(__name__)
 
@@ -110,10 +111,13 @@ class Hub:
         loop: asyncio.AbstractEventLoop,
         presence: Presence | None = None,
         guard: StreamGuard | None = None,
+        viewers: Viewers | None = None,
     ) -> None:
         self.backend = backend
         self.loop = loop
         self.presence = presence or Presence()
+        # Who has each session open, from the streams' channels (realtime.viewers).
+        self.viewers = viewers or Viewers()
         # Who owns each open stream: slots per person, and access re-checked (realtime.access).
         self.guard = guard or StreamGuard()
         self.subscribers: dict[str, set[Subscriber]] = {}

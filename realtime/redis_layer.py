@@ -50,6 +50,7 @@ from realtime.redis_store import (
     publish_call,
     stored_from_stream,
 )
+from realtime.viewers import Viewers
 
 
 class RedisSSELoopLayer(RedisPubSubLoopLayer):
@@ -103,7 +104,11 @@ class RedisSSEChannelLayer(SSEGroupSend, RedisPubSubChannelLayer):
         if hub is None:
             link = RedisLink(self.target, self.history_size, on_reconnect=signals.redis_came_back)
             hub = self._hubs[loop] = Hub(
-                link, loop, Presence(lambda: link.commands), StreamGuard(StreamSlots(lambda: link.commands))
+                link,
+                loop,
+                Presence(lambda: link.commands),
+                StreamGuard(StreamSlots(lambda: link.commands)),
+                Viewers(lambda: link.commands),
             )
             link.hub = hub
         return hub

@@ -36,6 +36,7 @@ urlpatterns = [
     path("api/sessions/<str:name>/leave", api.leave, name="session-leave"),
     path("api/sessions/<str:name>/close", api.close, name="session-close"),
     path("api/sessions/<str:name>/read", api.read, name="session-read"),
+    path("api/sessions/<str:name>/viewers", api.session_viewers, name="session-viewers"),
     path("api/sessions/<str:name>/transfer", api.transfer, name="session-transfer"),
     path("api/sessions/<str:name>/join", api.join, name="session-join"),
     path("api/sessions/<str:name>/part", api.part, name="session-part"),

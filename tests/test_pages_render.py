@@ -40,7 +40,7 @@ def test_the_pages_load_their_own_scripts_and_styles_from_static_and_nothing_els
 ) -> None:
     client.force_login(django_user_model.objects.create_user("sam", is_staff=True))
     pages = (
-        ("/workbench/", ["workbench.js", "layout.js", "canned.js", "alerts.js"]),
+        ("/workbench/", ["viewers.js", "workbench.js", "layout.js", "canned.js", "alerts.js"]),
         ("/dashboard/", ["dashboard.js"]),
     )
     for path, scripts in pages:

@@ -75,4 +75,5 @@
   }
 
   new Live.LiveStream({ channels: () => ["sse:session:" + name], snapshot, onEvent, stateNode: $("conn") }).start();
+  new Live.ViewersLine($("viewers")).follow(name);
 })();

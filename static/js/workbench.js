@@ -21,6 +21,8 @@
   };
 
   const transcript = new Live.Transcript($("transcript"), me);
+  // "Also viewing: ..." in the pane head: who else has the open session open (static/js/viewers.js).
+  const viewers = new Live.ViewersLine($("pane-viewers"));
 
   /** Tell the page's other scripts (alerts, layout, canned replies) what happened here. */
   function announce(what, detail) {
@@ -118,6 +120,7 @@
 
   function renderPane() {
     const open = state.open !== null;
+    viewers.follow(state.open);
     $("pane-empty").hidden = open;
     $("pane-head").hidden = !open;
     $("pane-main").hidden = !open;
