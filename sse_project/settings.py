@@ -181,6 +181,9 @@ SSE_RETRY_MS = envint("SSE_RETRY_MS", 2000, minimum=100, maximum=600_000)
 SERVICE_TOKENS = envtokens("SERVICE_TOKENS")
 # An agent stays "online" this long after their last workbench stream closes (reloads).
 SSE_PRESENCE_GRACE_SECONDS = envint("SSE_PRESENCE_GRACE_SECONDS", 20, minimum=1, maximum=3600)
+# Who is viewing a session: a process that stops renewing (it died) still counts its viewers
+# this long; each process renews three times per lease (realtime.viewers).
+SSE_VIEWERS_LEASE_SECONDS = envint("SSE_VIEWERS_LEASE_SECONDS", 10, minimum=3, maximum=3600)
 # A connection must deliver a whole request (line, headers, body) within this many seconds
 # of being ready for one; slower is a 408 and the connection closes (slowloris).
 HTTP_REQUEST_SECONDS = envint("HTTP_REQUEST_SECONDS", 30, minimum=1, maximum=3600)

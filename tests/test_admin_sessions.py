@@ -85,9 +85,9 @@ def test_a_session_page_shows_its_event_timeline(supervisor, sessions, bus):
     page = response.content.decode()
     rows = re.findall(r'<tr class="timeline-event" data-event-id="([^"]+)">', page)
     assert rows == [e["id"] for e in published(bus, "sse:session:adm_alice")]
-    assert "asks for an agent: reason of adm_alice" in page
-    assert "alice joined" in page and "waiting_agent -&gt; agent_handling (agent alice)" in page
-    assert "customer: my parcel &lt;b&gt;never&lt;/b&gt; came" in page  # escaped, never rendered as HTML
+    assert "The bot asked for an agent: reason of adm_alice" in page
+    assert "alice joined" in page and "Status: Waiting → With an agent (alice)" in page
+    assert "Customer: my parcel &lt;b&gt;never&lt;/b&gt; came" in page  # escaped, never rendered as HTML
     assert 'name="_save"' not in page  # read-only: state changes only through the actions
 
 
@@ -97,7 +97,7 @@ def test_the_close_action_goes_through_the_service_and_publishes_its_events(supe
     response = supervisor.post(CHANGELIST, {"action": "close_sessions", "_selected_action": ids}, follow=True)
 
     assert response.status_code == 200
-    assert "2 session(s) closed" in response.content.decode()
+    assert "2 session(s) ended" in response.content.decode()
     assert set(ChatSession.objects.filter(pk__in=ids).values_list("status", flat=True)) == {Status.CLOSED}
     closed_alice = published(bus, "sse:agent:alice")[-1]
     assert closed_alice["payload"] == {
@@ -160,6 +160,6 @@ def test_the_timeline_names_who_said_something_from_the_source_not_the_payload()
         "payload": {"data": {"text": "hi", "sender": "agent", "agent": "alice"}},
     }
     real = {**forged, "source": "agent_workbench"}
-    assert summarise(forged) == "bot: hi"
+    assert summarise(forged) == "Bot: hi"
     assert summarise(real) == "alice: hi"
-    assert summarise({**forged, "payload": {"data": {"text": "hello", "sender": "customer"}}}) == "customer: hello"
+    assert summarise({**forged, "payload": {"data": {"text": "hello", "sender": "customer"}}}) == "Customer: hello"
