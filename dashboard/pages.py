@@ -20,7 +20,7 @@ from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 
-from dashboard import history
+from dashboard import availability, history
 from dashboard.models import ChatSession
 from realtime import outbox
 from realtime.auth import Principal
@@ -96,7 +96,13 @@ def staff_page(view: View) -> View:
 @ensure_csrf_cookie
 def workbench(request: HttpRequest) -> HttpResponse:
     """The queue, the agent's own sessions and one open session (static/js/workbench.js)."""
-    return render(request, "dashboard/workbench.html", {"nav": "workbench", "page": _config(request)})
+    # The Available / Away switch starts from the remembered state (static/js/availability.js).
+    mine = {
+        "state": availability.state_of(request.user),
+        "url": reverse("agent-availability", args=[request.user.get_username()]),
+    }
+    config = _config(request, availability=mine)
+    return render(request, "dashboard/workbench.html", {"nav": "workbench", "page": config})
 
 
 @login_required

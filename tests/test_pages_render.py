@@ -40,8 +40,11 @@ def test_the_pages_load_their_own_scripts_and_styles_from_static_and_nothing_els
 ) -> None:
     client.force_login(django_user_model.objects.create_user("sam", is_staff=True))
     pages = (
-        ("/workbench/", ["viewers.js", "workbench.js", "layout.js", "canned.js", "alerts.js"]),
-        ("/dashboard/", ["dashboard.js"]),
+        (
+            "/workbench/",
+            ["viewers.js", "transfer.js", "workbench.js", "availability.js", "layout.js", "canned.js", "alerts.js"],
+        ),
+        ("/dashboard/", ["transfer.js", "dashboard.js"]),
     )
     for path, scripts in pages:
         content = client.get(path).content.decode()

@@ -1,4 +1,8 @@
-/* The supervisor dashboard: totals, open sessions, agents online and the live event feed. */
+/* The supervisor dashboard: totals, open sessions, the agents and the live event feed.
+ *
+ * The agents come from GET /api/presence (polled): who has a workbench open (`agents`) and who is
+ * available (`available`). A session with an agent whose workbench is gone (past the presence
+ * grace period) is flagged "agent offline" and offers Transfer (static/js/transfer.js). */
 (function () {
   "use strict";
 
@@ -21,7 +25,9 @@
     closed: 0,
     feed: [], // newest first
     inFeed: new Set(), // keys (message_id or event id) of the events in the feed, so none shows twice
-    agents: [],
+    // From GET /api/presence: `online` agent -> {agent, since, state}; `available` names. Until the
+    // first answer, and while it is not complete (a process did not answer), nobody is flagged.
+    presence: { known: false, complete: false, online: new Map(), available: new Set() },
     shown: new Set(loadFilter()),
   };
 
@@ -41,7 +47,8 @@
 
   function fromSession(session) {
     return {
-      name: session.name, status: session.status, agent: session.agent, reason: session.reason,
+      name: session.name, status: session.status, agent: session.agent, supervisor: session.supervisor || null,
+      reason: session.reason,
       customer: Live.customerName(session.customer),
       since: session.status === "waiting_agent" ? Live.waitingSince(session)
         : Date.parse(session.accepted_at || session.escalated_at || session.created_at),
@@ -76,10 +83,18 @@
             el("span", { class: "num" }, Live.time(row.since)), " · reply ",
             el("span", { class: "timer num", dataset: { since: String(row.replySince), kind: "reply" } }, "0:00"))
           : el("span", { class: "num" }, Live.time(row.since));
-      return el("tr", { dataset: { name: row.name } },
+      const offline = agentOffline(row);
+      return el("tr", { class: offline ? "is-flagged" : null, dataset: { name: row.name } },
         el("td", { class: "name" }, sessionLink(row.name), row.customer ? el("div", { class: "sub" }, row.customer) : null),
         el("td", {}, badge),
-        el("td", {}, row.agent || "–"),
+        el("td", { class: "agent" }, row.agent || "–",
+          row.supervisor && row.status === "agent_handling" ? el("div", { class: "sub" }, row.supervisor + " joined") : null,
+          offline ? el("div", { class: "offline" },
+            el("span", { class: "flag", title: "No workbench of " + row.agent + " has been open for a while" }, "agent offline"),
+            el("button", {
+              class: "btn btn-small", type: "button", "aria-label": "Transfer " + row.name,
+              onclick: () => transfer(row.name, row.agent),
+            }, "Transfer")) : null),
         el("td", { class: "opt" }, row.reason || "–"),
         el("td", { class: "when" }, when));
     }));
@@ -87,6 +102,23 @@
     $("sessions-table").hidden = rows.length === 0;
     $("sessions-empty").hidden = rows.length > 0;
     renderTotals();
+  }
+
+  /** A session with an agent whose workbench is not open (past the grace period), as far as presence knows. */
+  function agentOffline(row) {
+    const presence = state.presence;
+    return row.status === "agent_handling" && Boolean(row.agent) && presence.known && presence.complete &&
+      !presence.online.has(row.agent);
+  }
+
+  async function transfer(name, agent) {
+    const result = await Live.transfer({ name, agent });
+    if (!result || !result.session) return;
+    const session = result.session;
+    if (session.status === "closed") state.sessions.delete(name);
+    else upsert(name, fromSession(session));
+    renderSessions();
+    renderAgents();
   }
 
   function renderTotals() {
@@ -141,35 +173,64 @@
     }
   }
 
-  // --- agents online ---------------------------------------------------------------------------
+  // --- the agents ------------------------------------------------------------------------------
 
+  /**
+   * Everyone with a workbench open and everyone available, each with Available / Away and whether
+   * a workbench is open: available and online first (they can take sessions now), then away and
+   * online, then available without a workbench. "Agents online" counts the first group only
+   * (supervisors are away until they make themselves available, so they count only then).
+   */
   function renderAgents() {
     const handling = new Map();
     for (const s of state.sessions.values()) {
       if (s.status === "agent_handling" && s.agent) handling.set(s.agent, (handling.get(s.agent) || 0) + 1);
     }
-    $("agents").replaceChildren(...state.agents.map((row) => {
-      const n = handling.get(row.agent) || 0;
-      return el("li", { dataset: { agent: row.agent } },
-        el("span", { class: "avatar", "aria-hidden": "true" }, row.agent.slice(0, 2).toUpperCase()),
-        el("span", { class: "name" }, row.agent),
+    const { online, available } = state.presence;
+    const rank = (agent) => (online.has(agent) ? 0 : 2) + (available.has(agent) ? 0 : 1);
+    const names = [...new Set([...online.keys(), ...available])]
+      .sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+    $("agents").replaceChildren(...names.map((agent) => {
+      const row = online.get(agent);
+      const ready = available.has(agent);
+      const n = handling.get(agent) || 0;
+      return el("li", {
+        class: row ? "is-online" : "is-offline",
+        dataset: { agent, state: ready ? "available" : "away", workbench: row ? "open" : "closed" },
+      },
+        el("span", { class: "avatar", "aria-hidden": "true" }, agent.slice(0, 2).toUpperCase()),
+        el("span", { class: "who" },
+          el("span", { class: "name" }, agent),
+          el("span", { class: "state state-" + (ready ? "available" : "away") }, ready ? "Available" : "Away")),
         el("span", { class: "meta" }, n === 1 ? "1 session" : n + " sessions", el("br"),
-          "online since ", Live.time(Date.parse(row.since))));
+          // "online": a workbench of theirs is open (the word the page has always used for it).
+          row ? ["online since ", Live.time(Date.parse(row.since))] : "offline"));
     }));
-    $("agents-count").textContent = String(state.agents.length);
-    $("stat-online").textContent = String(state.agents.length);
-    $("agents-empty").hidden = state.agents.length > 0;
+    const ready = names.filter((agent) => online.has(agent) && available.has(agent)).length;
+    $("agents-count").textContent = String(names.length);
+    $("stat-online").textContent = state.presence.known ? String(ready) : "–";
+    $("agents-empty").hidden = names.length > 0;
   }
 
   async function pollPresence() {
     try {
       const body = await Live.get(config.urls.presence);
-      state.agents = body.agents.slice().sort((a, b) => a.agent.localeCompare(b.agent));
+      const before = flagged();
+      state.presence = {
+        known: true,
+        complete: body.complete !== false,
+        online: new Map(body.agents.map((row) => [row.agent, row])),
+        available: new Set(body.available),
+      };
       renderAgents();
+      if (flagged() !== before) renderSessions(); // only when a flag comes or goes: rows keep their focus
     } catch (err) {
       console.warn("presence unavailable", err);
     }
   }
+
+  /** Which sessions are flagged now, as one string to compare. */
+  const flagged = () => [...state.sessions.values()].filter(agentOffline).map((row) => row.name).sort().join(" ");
 
   // --- the feed ----------------------------------------------------------------------------------
 
@@ -185,8 +246,14 @@
         return [link, " ", Live.STATUS_LABELS[d.previous] || d.previous || "new", " → ",
           Live.STATUS_LABELS[p.status] || p.status, d.agent ? " (" + d.agent + ")" : ""];
       case "agent_joined":
+        if (d.role === "supervisor") return [d.agent || "a supervisor", " joined ", link, " as supervisor"];
+        if (typeof d.from === "string") return [d.agent || "an agent", " took over ", link, " from ", d.from];
         return [d.agent || "an agent", " joined ", link];
       case "agent_left":
+        if (d.role === "supervisor") return [d.agent || "the supervisor", " left ", link];
+        if (typeof d.to === "string") {
+          return [d.agent || "the agent", " handed ", link, " to ", d.to, d.by && d.by !== d.agent ? " (by " + d.by + ")" : ""];
+        }
         return [d.agent || "the agent", " left ", link];
       case "new_message": {
         const text = String(d.text ?? "");
@@ -269,6 +336,12 @@
       replied.replySince = null; // the agent answered
       renderSessions();
     }
+    const participant = Live.participantChange(event);
+    if (participant && state.sessions.has(participant.name)) {
+      upsert(participant.name, { supervisor: participant.supervisor });
+      renderSessions();
+      return;
+    }
     const change = Live.sessionChange(event);
     if (!change) return;
     const { name, status, at } = change;
@@ -280,8 +353,13 @@
       // Counted only when it was open here: a close the snapshot already counted is not.
       if (state.sessions.delete(name)) state.closed += 1;
     } else if (known?.status !== status) {
-      // An accept starts the reply clock, as on the server; a leave stops it.
-      upsert(name, { status, agent: change.agent ?? null, since: at, replySince: status === "agent_handling" ? at : null });
+      // An accept starts the reply clock, as on the server; a leave stops it (and lets a joined supervisor go).
+      upsert(name, {
+        status, agent: change.agent ?? null, since: at, replySince: status === "agent_handling" ? at : null, supervisor: null,
+      });
+    } else if (status === "agent_handling" && change.agent && known.agent !== change.agent) {
+      // A transfer: still with an agent, another one (the customer's reply clock runs on).
+      upsert(name, { agent: change.agent, since: at, supervisor: known.supervisor === change.agent ? null : known.supervisor });
     } else {
       return;
     }

@@ -270,17 +270,25 @@
     return payload.session_name === channel.slice("sse:session:".length);
   };
 
+  /** A supervisor joining or parting (`data.role` "supervisor"): the session keeps its agent. */
+  const bySupervisor = (event) => {
+    const data = (event && event.payload && event.payload.data) || {};
+    return (event.type === "agent_joined" || event.type === "agent_left") && data.role === "supervisor";
+  };
+
   /**
    * What an event says about its session's state, the one reading every page uses, or null
    * when it says nothing about it: `{name, status, agent, reason, at}`. `agent` is undefined
    * when the event does not say (a status_change without data.agent), `reason` when it is not
-   * an escalation; `at` is the event's time on this browser's clock (ms).
+   * an escalation; `at` is the event's time on this browser's clock (ms). A supervisor joining
+   * or parting changes neither (Live.participantChange reads those); a transfer's `agent_left`
+   * (status still agent_handling, `data.to`) says the session is now with the new agent.
    */
   Live.sessionChange = function (event) {
     const payload = event && event.payload ? event.payload : {};
     const data = payload.data || {};
     const name = payload.session_name;
-    if (typeof name !== "string" || !name) return null;
+    if (typeof name !== "string" || !name || bySupervisor(event)) return null;
     const at = Live.toLocalMs(event.timestamp * 1000);
     switch (event.type) {
       case "transfer_request":
@@ -291,6 +299,10 @@
       case "agent_joined":
         return { name, status: "agent_handling", agent: data.agent ?? null, reason: undefined, at };
       case "agent_left": {
+        if (payload.status === "agent_handling") {
+          // A transfer: the session went from one agent straight to another (never to the queue).
+          return { name, status: "agent_handling", agent: typeof data.to === "string" ? data.to : undefined, reason: undefined, at };
+        }
         // Back in the queue in its old place, with its reason: the event says both.
         const since = Date.parse(typeof data.escalated_at === "string" ? data.escalated_at : "");
         const reason = typeof data.reason === "string" ? data.reason : undefined;
@@ -299,6 +311,19 @@
       default:
         return null;
     }
+  };
+
+  /**
+   * A supervisor joining or parting a session as its second participant, or null:
+   * `{name, supervisor, who, joined}` (`supervisor` is who is joined now: `who`, or null).
+   */
+  Live.participantChange = function (event) {
+    if (!bySupervisor(event)) return null;
+    const payload = event.payload;
+    const who = payload.data.agent;
+    if (typeof payload.session_name !== "string" || typeof who !== "string") return null;
+    const joined = event.type === "agent_joined";
+    return { name: payload.session_name, supervisor: joined ? who : null, who, joined };
   };
 
   /** The stable id of the chat message an event carries (new_message only), or null. */
@@ -446,6 +471,11 @@
         Live.el("div", { class: "msg-meta" }, Live.el("span", { class: "who" }, who), Live.time(ms)));
     }
 
+    /** "You" for the reader, else the name (or `fallback` when the event names nobody). */
+    who(name, fallback) {
+      return name === this.me ? "You" : typeof name === "string" && name ? name : fallback;
+    }
+
     render(event) {
       const payload = event.payload || {};
       const data = payload.data || {};
@@ -460,9 +490,20 @@
         case "transfer_request":
           return line("The bot asked for an agent" + (data.reason ? ": " + data.reason : ""));
         case "agent_joined":
-          return line((data.agent === this.me ? "You" : data.agent || "An agent") + " joined");
+          if (data.role === "supervisor") return line(this.who(data.agent, "A supervisor") + " joined as supervisor");
+          if (typeof data.from === "string") return null; // a transfer: its agent_left tells it
+          return line(this.who(data.agent, "An agent") + " joined");
         case "agent_left":
-          return line((data.agent === this.me ? "You" : data.agent || "The agent") + " left · back in the queue");
+          if (data.role === "supervisor") return line(this.who(data.agent, "The supervisor") + " left");
+          if (typeof data.to === "string") {
+            // One line per transfer: who gave it, from whom, to whom.
+            const to = data.to === this.me ? "you" : data.to;
+            return line(data.by && data.by !== data.from
+              ? this.who(data.by, "A supervisor") + " transferred the session from " +
+                (data.from === this.me ? "you" : data.from || "its agent") + " to " + to
+              : this.who(data.from, "The agent") + " transferred the session to " + to);
+          }
+          return line(this.who(data.agent, "The agent") + " left · back in the queue");
         case "status_change":
           if (payload.status === "closed") return line("Session closed" + (data.agent ? " by " + data.agent : ""));
           if (payload.status === "ai_handling") return line("Back with the bot");

@@ -82,10 +82,15 @@
     list.replaceChildren(...sessions.map((session) => {
       const unread = state.unread.get(session.name) || 0;
       const last = session.last_message;
-      const preview = last ? (last.sender === "agent" ? "You: " : last.sender === "bot" ? "Bot: " : "") + last.text : "";
+      // Another person's line (the supervisor who joined, the agent of a joined session) is theirs, not "You".
+      const writer = last && last.sender === "agent" ? (last.agent && last.agent !== me ? last.agent + ": " : "You: ") : "";
+      const preview = last ? (writer || (last.sender === "bot" ? "Bot: " : "")) + last.text : "";
+      // A supervisor's joined session (another agent has it): marked, with whose it is.
+      const joined = session.agent !== me;
       return el("li", { class: "row" + (session.name === state.open ? " is-open" : ""), dataset: { name: session.name } },
         rowTitle(session.name, session.customer, "Open the conversation"),
-        el("div", { class: "row-meta" }, session.reason || "In conversation"),
+        el("div", { class: "row-meta" }, joined ? el("span", { class: "tag" }, "joined") : null,
+          joined ? "with " + (session.agent || "its agent") : session.reason || "In conversation"),
         el("div", { class: "row-preview", title: preview }, preview || "No messages yet"),
         el("div", { class: "row-side tall" },
           unread ? el("span", { class: "unread", "aria-label": unread + " new messages" }, String(unread)) : null,
@@ -131,7 +136,7 @@
     }
     renderPaneHead();
     const session = state.openSession;
-    const mineNow = session && session.status === "agent_handling" && session.agent === me;
+    const mineNow = canWrite(session);
     $("composer").hidden = !mineNow;
     $("composer-hint").hidden = !mineNow;
     $("composer-note").hidden = mineNow;
@@ -139,9 +144,15 @@
       $("composer-note").textContent = !session ? "Loading…" :
         session.status === "waiting_agent" ? "Accept this session to reply to the customer." :
         session.status === "closed" ? "This session is closed." :
-        session.status === "agent_handling" ? (session.agent || "Another agent") + " is handling this session." :
+        session.status === "agent_handling" ? (session.agent || "Another agent") + " is handling this session." +
+          (config.is_supervisor && !session.supervisor ? " Join it to write to the customer too." : "") :
         "The bot is handling this session.";
     }
+  }
+
+  /** The agent on the session, or the supervisor who joined it, writes to the customer. */
+  function canWrite(session) {
+    return Boolean(session) && session.status === "agent_handling" && (session.agent === me || session.supervisor === me);
   }
 
   function renderPaneHead() {
@@ -157,15 +168,21 @@
       const since = item ? item.since : Live.waitingSince(session);
       sub.textContent = (session.reason || "Asked for an agent") + " · waiting " + Live.duration((Date.now() - since) / 1000);
     } else if (session.status === "agent_handling") {
-      sub.textContent = (session.reason ? session.reason + " · " : "") + (session.agent === me ? "with you" : "with " + session.agent);
+      sub.textContent = (session.reason ? session.reason + " · " : "") + (session.agent === me ? "with you" : "with " + session.agent) +
+        (session.supervisor ? " · " + (session.supervisor === me ? "you" : session.supervisor) + " joined" : "");
     } else {
       sub.textContent = session.reason || "";
     }
     if (Live.customerName(session.customer)) sub.textContent = state.open + " · " + sub.textContent;
-    const mineNow = session.status === "agent_handling" && session.agent === me;
+    const handling = session.status === "agent_handling";
+    const mineNow = handling && session.agent === me;
     $("pane-accept").hidden = session.status !== "waiting_agent";
     $("pane-leave").hidden = !mineNow;
     $("pane-close").hidden = !mineNow;
+    // Supervisors: Join (a second participant who may write) and Part, and Transfer any session.
+    $("pane-transfer").hidden = !(mineNow || (handling && config.is_supervisor));
+    $("pane-join").hidden = !(handling && config.is_supervisor && !mineNow && !session.supervisor);
+    $("pane-part").hidden = !(handling && !mineNow && session.supervisor === me);
   }
 
   // --- state changes ---------------------------------------------------------------------
@@ -194,13 +211,25 @@
     } else {
       queueRemove(name);
     }
+    const entry = state.mine.get(name);
     if (status === "agent_handling" && agent === me) {
-      if (!state.mine.has(name)) {
+      if (!entry) {
         state.mine.set(name, {
           name, status, agent, reason: queued ? queued.reason : reasonOf(name), accepted_at: new Date().toISOString(),
           customer: queued ? queued.customer : state.openSession?.name === name ? state.openSession.customer : null,
           replySince: Date.now(), // the reply clock starts with the accept (as on the server)
         });
+        renderMine();
+        // Given by a transfer, not taken from the queue: its reason, customer and clocks are the server's.
+        if (change && !queued) refreshMine(name);
+      } else if (entry.agent !== me) {
+        entry.agent = me; // the supervisor who had joined was given it: theirs now, no longer joined
+        entry.supervisor = null;
+        renderMine();
+      }
+    } else if (entry && status === "agent_handling" && entry.supervisor === me && entry.agent !== me) {
+      if (agent && entry.agent !== agent) {
+        entry.agent = agent; // joined, and transferred to another agent: still joined
         renderMine();
       }
     } else if (state.mine.delete(name)) {
@@ -208,10 +237,53 @@
       renderMine();
     }
     if (state.open === name && state.openSession) {
-      state.openSession.status = status;
-      state.openSession.agent = status === "agent_handling" ? agent : null;
+      const session = state.openSession;
+      session.status = status;
+      session.agent = status === "agent_handling" ? agent : null;
+      // A leave or close lets the joined supervisor go too; so does giving them the session.
+      if (status !== "agent_handling" || (agent && agent === session.supervisor)) session.supervisor = null;
       renderPane();
     }
+  }
+
+  /** A supervisor joined or parted (`Live.participantChange`): My sessions and the pane follow. */
+  function applySupervisor(name, supervisor) {
+    const entry = state.mine.get(name);
+    if (entry) {
+      entry.supervisor = supervisor;
+      if (entry.agent !== me && supervisor !== me) {
+        state.mine.delete(name); // parted (in another tab, or on the session's page)
+        state.unread.delete(name);
+      }
+      renderMine();
+    } else if (supervisor === me) {
+      // Joined elsewhere (the session's page, another tab): it is one of mine now.
+      const open = state.openSession && state.openSession.name === name ? state.openSession : null;
+      state.mine.set(name, mineEntry({ ...(open || { name, status: "agent_handling" }), supervisor }));
+      renderMine();
+      refreshMine(name);
+    }
+    if (state.open === name && state.openSession) {
+      state.openSession.supervisor = supervisor;
+      renderPane();
+    }
+  }
+
+  /** Fill in a session that came to My sessions by an event (a transfer, a join elsewhere). */
+  async function refreshMine(name) {
+    let detail;
+    try {
+      detail = await Live.get(Live.sessionUrl(name));
+    } catch {
+      return; // it shows what the event said; the next snapshot has the rest
+    }
+    const session = detail.session;
+    const known = state.mine.get(name);
+    // Changed meanwhile (transferred on, parted): the events that said so have done their part.
+    if (!known || !canWrite(session)) return;
+    state.mine.set(name, { ...mineEntry(session), last_message: known.last_message || session.last_message });
+    if (detail.unread && name !== state.open && !state.unread.has(name)) state.unread.set(name, detail.unread);
+    renderMine();
   }
 
   function reasonOf(name) {
@@ -234,6 +306,10 @@
     } else if (change) {
       applyStatus(name, change.status, change.agent ?? null, change);
     }
+    const participant = Live.participantChange(event);
+    if (participant) applySupervisor(name, participant.supervisor);
+    // Each command reaches my own channel once: the notices are told from there only.
+    if (event.channel === "sse:agent:" + me) notice(event, name, data);
     switch (event.type) {
       case "new_message":
         if (state.mine.has(name) && event.channel !== "sse:broadcast") noteMessage(name, event, data);
@@ -257,6 +333,19 @@
     }
   }
 
+  /** Say what someone else did to one of my sessions: a transfer to me or away from me, a join. */
+  function notice(event, name, data) {
+    const label = Live.customerName(state.mine.get(name)?.customer) || name;
+    if (data.by === me || (data.role === "supervisor" && data.agent === me)) return; // my own doing
+    if (event.type === "agent_joined" && typeof data.from === "string" && data.to === me) {
+      Live.toast((data.by || data.from) + " gave you " + label);
+    } else if (event.type === "agent_left" && typeof data.to === "string" && data.from === me) {
+      Live.toast(name + " was transferred to " + data.to + " by " + (data.by || "a supervisor"), "warn");
+    } else if (data.role === "supervisor" && state.mine.has(name)) {
+      Live.toast(data.agent + (event.type === "agent_joined" ? " joined " : " left ") + label);
+    }
+  }
+
   /** A message in one of my sessions: its preview, and the reply clock (customer starts it, I stop it). */
   function noteMessage(name, event, data) {
     const session = state.mine.get(name);
@@ -264,7 +353,7 @@
     const at = Live.toLocalMs((event.timestamp || Date.now() / 1000) * 1000);
     const last = session.last_message;
     if (last && last.atMs && last.atMs > at) return; // an older message replayed after an outage
-    session.last_message = { text: String(data.text ?? ""), sender, atMs: at };
+    session.last_message = { text: String(data.text ?? ""), sender, agent: sender === "agent" ? data.agent : null, atMs: at };
     if (sender === "customer" && !session.replySince) session.replySince = at;
     if (sender === "agent") session.replySince = null;
     renderMine();
@@ -342,7 +431,8 @@
   async function snapshot() {
     const [queue, mine] = await Promise.all([
       Live.get(config.urls.sessions + "?status=waiting_agent"),
-      Live.get(config.urls.sessions + "?status=agent_handling&agent=" + encodeURIComponent(me)),
+      // A supervisor's My sessions also holds those they joined: read them among all being handled.
+      Live.get(config.urls.sessions + "?status=agent_handling" + (config.is_supervisor ? "" : "&agent=" + encodeURIComponent(me))),
     ]);
     state.queue.clear();
     $("queue").replaceChildren();
@@ -354,7 +444,7 @@
     state.mine.clear();
     state.unread.clear();
     for (const session of mine.sessions) {
-      if (session.agent !== me) continue;
+      if (session.agent !== me && session.supervisor !== me) continue;
       state.mine.set(session.name, mineEntry(session));
       if (session.unread && session.name !== state.open) state.unread.set(session.name, session.unread);
     }
@@ -487,6 +577,23 @@
     }
   }
 
+  /** A supervisor joins the open session (it joins My sessions and they may write) or parts from it. */
+  async function participate(action) {
+    const name = state.open;
+    if (!name) return;
+    try {
+      const result = await Live.post(Live.sessionUrl(name, action));
+      if (state.open === name) state.openSession = result.session;
+      applySupervisor(name, result.session.supervisor);
+      Live.toast(action === "join" ? "You joined " + name + ": you can write to the customer" : "You left " + name + "; " +
+        (result.session.agent || "its agent") + " keeps it");
+      if (action === "join") focusComposer();
+    } catch (err) {
+      Live.toast("Could not " + action + " " + name + ": " + err.message, "error");
+      if (state.open === name) loadSession(name).catch(() => {});
+    }
+  }
+
   async function send(event) {
     event.preventDefault();
     const box = $("composer-text");
@@ -568,6 +675,17 @@
     });
     if (answer.ok) sessionCommand("leave", "You left {name}; it is back in the queue");
   });
+  $("pane-transfer").addEventListener("click", async () => {
+    const name = state.open;
+    const session = state.openSession;
+    if (!name || !session) return;
+    const result = await Live.transfer({ name, agent: session.agent });
+    if (!result || !result.session) return;
+    if (state.open === name) state.openSession = result.session;
+    applyStatus(name, result.session.status, result.session.agent, null);
+  });
+  $("pane-join").addEventListener("click", () => participate("join"));
+  $("pane-part").addEventListener("click", () => participate("part"));
   $("pane-close").addEventListener("click", async () => {
     const answer = await Live.confirm({
       title: "Close " + state.open + "?",
