@@ -138,13 +138,15 @@ class SSEConsumer(AsyncHttpConsumer):
             # while it is open, they count as online (realtime.presence).
             person = None if principal.is_service else principal.name
             present = person if person is not None and agent_channel(person) in channels else None
-            if present is not None:
-                await layer.hub.presence.connected(present)
             # A person's stream that carries a session's channel shows them that session: they
             # are one of its viewers while it is open (realtime.viewers).
             viewing = sessions_of(channels) if person is not None else ()
             del principal  # not needed while the stream is open
             try:
+                # Inside the try: counted at once (before the Redis write), so a stream cancelled
+                # during that write is still uncounted below and never stays "online" for good.
+                if present is not None:
+                    await layer.hub.presence.connected(present)
                 if person is not None and viewing:
                     # Inside the try: counted at once, so a cancellation during its write still uncounts.
                     await layer.hub.viewers.opened(person, viewing)
