@@ -195,9 +195,13 @@ admin.site.index_title = "Sessions, canned replies and sign-ins"
 class CannedReplyAdmin(admin.ModelAdmin):
     """The team's prepared answers; agents insert them with "/" in the composer."""
 
-    list_display = ("shortcut", "title", "updated_at")
+    list_display = ("shortcut", "title", "updated")
     search_fields = ("shortcut", "title", "text")
     fields = ("shortcut", "title", "text")
+
+    @admin.display(description="updated", ordering="updated_at")
+    def updated(self, reply: CannedReply) -> str:
+        return local_time(reply.updated_at)
 
 
 @admin.register(ChatSession)
@@ -209,7 +213,6 @@ class ChatSessionAdmin(admin.ModelAdmin):
         "agent",
         "waiting",
         "reason",
-        "created",
         "escalated",
         "closed",
     )
@@ -257,7 +260,7 @@ class ChatSessionAdmin(admin.ModelAdmin):
     )
     actions = ("close_sessions", "return_to_queue")
 
-    @admin.display(description="waiting", ordering="escalated_at")
+    @admin.display(description="time in queue", ordering="escalated_at")
     def waiting(self, session: ChatSession) -> str:
         return format_duration(session.waiting_seconds())
 
