@@ -46,3 +46,25 @@ def test_an_agent_goes_offline_once_the_grace_has_run_out(settings: Any) -> None
     asyncio.run(presence.publish(["cy"], now=now))
     assert [row["agent"] for row in online_from_memory(presence, now=now + 19)] == ["cy"]
     assert online_from_memory(presence, now=now + 21) == []
+
+
+@in_loop
+async def test_a_stream_cancelled_while_presence_is_being_written_does_not_stay_online(monkeypatch: Any) -> None:
+    """The count goes up before the (Redis) write; a stream cancelled during that write must
+    still take it down again, or the agent would stay "online" for the life of the process."""
+    stuck = asyncio.Event()
+
+    async def publish_that_hangs(self: Presence, agents: list[str], now: float | None = None) -> None:
+        await stuck.wait()  # a Redis that does not answer
+
+    monkeypatch.setattr(Presence, "publish", publish_that_hangs)
+    cookie = await sync_to_async(login_cookie)("dee")
+    stream = Stream("/api/events", "channel=sse:broadcast&channel=sse:agent:dee", headers={"Cookie": cookie})
+    assert await stream.open() == 200
+    presence = bus.get_layer().hub.presence
+    assert presence.local["dee"] == 1
+    try:
+        await stream.disconnect(timeout=0.5)  # the write still hangs: the stream is cancelled in it
+    except TimeoutError:
+        pass  # the communicator cancelled the application itself
+    assert "dee" not in presence.local
