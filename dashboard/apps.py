@@ -14,3 +14,8 @@ class DashboardConfig(AppConfig):
         signals.events_to_record.connect(record.on_events_to_record, dispatch_uid="dashboard.record")
         signals.outbox_published.connect(record.on_outbox_published, dispatch_uid="dashboard.last_event")
         signals.redis_reconnected.connect(record.on_redis_reconnected, dispatch_uid="dashboard.session_keys")
+        # The queue's length and longest wait, in /metrics (realtime.metrics).
+        from dashboard.metrics import QueueCollector
+        from realtime.metrics import registry
+
+        registry.register(QueueCollector())

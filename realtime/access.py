@@ -147,6 +147,10 @@ class StreamGuard:
             return 0
         verdicts = await database_sync_to_async(revoked)([owner for _, owner in people])
         ended = [(stream, owner) for (stream, owner), gone in zip(people, verdicts, strict=True) if gone]
+        if ended:
+            from realtime.hub import stats  # the hub imports this module
+
+            stats["streams_cut_access"] += len(ended)
         for stream, owner in ended:
             logger.info("ended a stream of %s on %s: their access ended", owner.identity, ",".join(owner.channels))
             stream.close()

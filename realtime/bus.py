@@ -318,8 +318,10 @@ async def open_subscription(
     if resume is None:
         return Opening(prefix, None)
     if resume.reset:
+        stats["resumes_reset"] += 1
         logger.info("reset for a resume from %s on %s: %s", last_event_id, channels, resume.reason)
         return Opening([reset_frame(resume.reason, channels[0], last_event_id=last_event_id), *prefix], None)
+    stats["resumes_replayed"] += 1
     events = [e for e in (encode(s.envelope, s.channel) for s in resume.events) if e is not None]
     cut = resume.events[-1].id if resume.events else last_event_id
     return Opening(prefix + events, cut)

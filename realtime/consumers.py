@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import parse_qs
@@ -34,10 +35,12 @@ from realtime.bus import (
     validate_channels,
     validate_last_event_id,
 )
-from realtime.channels import BROADCAST, InvalidChannel, agent_channel, session_channel
+from realtime.channels import BROADCAST, InvalidChannel, agent_channel, channel_kind, session_channel
 from realtime.envelope import InvalidEvent
 from realtime.errors import ApiError, error_body
+from realtime.hub import Hub, stats
 from realtime.limits import TooManyStreams
+from realtime.metrics import count_request, is_refusal, note_refused, who_asked
 from realtime.stream import SSEConnection
 from realtime.under_daphne import shutdown
 from realtime.viewers import sessions_of
@@ -74,6 +77,50 @@ def requested_channels(scope: dict[str, Any]) -> list[str]:
         return [BROADCAST]
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
     return query.get("channel", [])
+
+
+def stream_route(scope: dict[str, Any]) -> str:
+    """The route pattern of a stream request, for the request counts and the logs."""
+    kwargs = scope.get("url_route", {}).get("kwargs", {})
+    if "session_name" in kwargs:
+        return "api/sessions/<name>/events"
+    if "agent_id" in kwargs:
+        return "api/agents/<id>/events"
+    if kwargs.get("broadcast"):
+        return "api/broadcast/events"
+    return "api/events"
+
+
+def _kinds(channels: tuple[str, ...]) -> set[str]:
+    return {channel_kind(channel)[0] for channel in channels}
+
+
+def _opened(connection: SSEConnection, who: str, last_id: str | None, replayed: int) -> None:
+    """Count and log a stream that just opened (once per stream: not the hot path)."""
+    for kind in _kinds(connection.channels):
+        stats[f"streams_open_{kind}"] += 1
+    logger.info(
+        "stream opened by %s on %s%s",
+        who,
+        ",".join(connection.channels),
+        f", resuming after {last_id} ({replayed} event(s) replayed)" if last_id else "",
+    )
+
+
+def _closed(hub: Hub, connection: SSEConnection, who: str, started: float, seen: int, ended: str) -> None:
+    """Uncount and log a stream that ends: how long it was open and the events it was sent, the
+    replayed ones and those on its channels meanwhile (from the hub's per-channel counts:
+    nothing is counted per delivery)."""
+    for kind in _kinds(connection.channels):
+        stats[f"streams_open_{kind}"] -= 1
+    logger.info(
+        "stream closed for %s on %s after %.1f s, %d event(s): %s",
+        who,
+        ",".join(connection.channels),
+        time.monotonic() - started,
+        hub.events_on(connection.channels) - seen,
+        ended,
+    )
 
 
 def requested_last_id(scope: dict[str, Any]) -> str | None:
@@ -117,12 +164,17 @@ class SSEConsumer(AsyncHttpConsumer):
         layer = get_layer()
         connection = SSEConnection(send, channels)
         guard = layer.hub.guard
+        owner = owner_of(principal, self.scope, channels)
         try:
             # SSE_MAX_CONNECTIONS, the person's and the identity's share (realtime.limits).
-            await guard.admit(connection, owner_of(principal, self.scope, channels))
+            await guard.admit(connection, owner)
         except TooManyStreams as exc:
             await self._error(ApiError(429, str(exc), retry_after=exc.retry_after))
             return
+        # For the closing log line: when it opened, the events on its channels by then, why it ended.
+        started: float | None = None
+        seen = 0
+        ended = "the server stopped"
         try:
             # Never fails because of Redis: while it is unreachable the stream opens degraded.
             opening = await open_subscription(layer, connection, channels, last_id)
@@ -130,10 +182,14 @@ class SSEConsumer(AsyncHttpConsumer):
             # Each stream its own reconnect delay: after a restart, clients come back spread out.
             first = sse.retry(sse.jittered_retry_ms(settings.SSE_RETRY_MS)) + sse.comment("stream open")
             connection.go_live(first + b"".join(frame for frame, _ in opening.events), opening.cut)
+            replayed = sum(1 for _, event in opening.events if "id" in event)  # not a reset, not a status
             # This frame stays suspended for the life of the stream: drop the history it
             # replayed instead of holding it until the client goes.
             del opening, first
-            logger.debug("stream open for %s on %s", principal.name, channels)
+            # Counted from here on: the events on its channels, plus those it was replayed.
+            started, seen = time.monotonic(), layer.hub.events_on(channels) - replayed
+            count_request(stream_route(self.scope), "GET", 200)
+            _opened(connection, owner.identity, last_id, replayed)
             # A person's stream that carries their own agent channel is a workbench page:
             # while it is open, they count as online (realtime.presence).
             person = None if principal.is_service else principal.name
@@ -150,13 +206,15 @@ class SSEConsumer(AsyncHttpConsumer):
                 if person is not None and viewing:
                     # Inside the try: counted at once, so a cancellation during its write still uncounts.
                     await layer.hub.viewers.opened(person, viewing)
-                await self._wait_for_end(receive, connection)
+                ended = await self._wait_for_end(receive, connection)
             finally:
                 if present is not None:
                     layer.hub.presence.disconnected(present)
                 if person is not None and viewing:
                     layer.hub.viewers.closed(person, viewing)
         finally:
+            if started is not None:
+                _closed(layer.hub, connection, owner.identity, started, seen, ended)
             await layer.hub.remove(connection)
             connection.close()
             await guard.release(connection)
@@ -191,8 +249,9 @@ class SSEConsumer(AsyncHttpConsumer):
                 raise ApiError(403, f"{principal.name} may not listen to {channel}")
         return principal, channels, last_id
 
-    async def _wait_for_end(self, receive: Any, connection: SSEConnection) -> None:
-        """Until the client goes, the server shuts down (cancellation) or the hub closes us.
+    async def _wait_for_end(self, receive: Any, connection: SSEConnection) -> str:
+        """Until the client goes, the server shuts down (cancellation) or the hub closes us;
+        returns which of the first and the last it was.
 
         This task itself waits on `receive`, and `connection.close()` cancels it: no second
         task and no `asyncio.wait` per open stream (their memory adds up at 5000 streams).
@@ -203,7 +262,7 @@ class SSEConsumer(AsyncHttpConsumer):
         try:
             while not connection.is_closed:
                 if (await receive())["type"] == "http.disconnect":
-                    return  # the client went
+                    return "the client left"
         except asyncio.CancelledError:
             # Closed by the hub (a client too far behind) and by nothing else: carry on and
             # end the response properly. A server shutdown's cancellation goes on up.
@@ -212,8 +271,22 @@ class SSEConsumer(AsyncHttpConsumer):
         finally:
             connection.wake_on_close(None)
         await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+        return "closed by the server"
 
     async def _error(self, error: ApiError) -> None:
+        route = stream_route(self.scope)
+        method = str(self.scope.get("method") or "GET")
+        count_request(route, method, error.status)
+        if is_refusal(error.status):
+            client = self.scope.get("client")
+            note_refused(
+                route,
+                method,
+                error.status,
+                error.code,
+                who_asked(_header(self.scope, b"authorization"), self.scope.get("user")),
+                client[0] if client else None,
+            )
         await self.send_response(
             error.status, error_body(error.status, error.detail, error.code), headers=error.headers
         )

@@ -55,6 +55,8 @@ def error_body(status: int, detail: str, code: str | None = None) -> bytes:
 
 def error_response(error: ApiError) -> JsonResponse:
     response = JsonResponse({"error": error.code, "detail": error.detail}, status=error.status)
+    # The reason code for the log line of a refused request (realtime.metrics's middleware).
+    response.error_code = error.code  # type: ignore[attr-defined]
     if error.retry_after is not None:
         response["Retry-After"] = str(error.retry_after)
     return response

@@ -45,6 +45,7 @@ class BusHealth:
         self._state = BusState(OK, "", time.time())
         self._next_try = 0.0
         self._publish_failed = False  # the last publish could not reach Redis
+        self.degradations = 0  # times the state went from ok to degraded (/metrics)
 
     @property
     def current(self) -> BusState:
@@ -66,6 +67,7 @@ class BusHealth:
             if self._state.state == DEGRADED:
                 return False
             self._state = BusState(DEGRADED, reason, time.time())
+            self.degradations += 1
         logger.warning("the realtime bus is degraded: %s", reason)
         return True
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
@@ -21,12 +22,14 @@ from realtime.access import StreamGuard
 from realtime.envelope import InvalidEvent, dumps, parse_event_id, parse_incoming, raw_message_id, system_event
 from realtime.health import OK
 from realtime.history import Resume
+from realtime.metrics import delivery_latency
 from realtime.presence import Presence
 from realtime.viewers import Viewers
 
 logger = logging.getLogger(__name__)
 
-# Counters shown by /healthz; process-wide, cheap to bump.
+# Counters shown by /healthz and read by /metrics (realtime.metrics); process-wide, cheap to
+# bump: each is bumped once per event or per stream, never per delivery.
 stats: Counter[str] = Counter()
 
 
@@ -121,6 +124,9 @@ class Hub:
         # Who owns each open stream: slots per person, and access re-checked (realtime.access).
         self.guard = guard or StreamGuard()
         self.subscribers: dict[str, set[Subscriber]] = {}
+        # Events fanned out per subscribed channel, for the "events" of a stream's closing log
+        # line (realtime.consumers): one addition per event, none per delivery.
+        self.channel_events: Counter[str] = Counter()
         self._channel_locks: dict[str, asyncio.Lock] = {}
         self._heartbeat_task: asyncio.Task[None] | None = None
         # The id of the last event delivered (ids are one sequence per bus): where a replay
@@ -139,7 +145,10 @@ class Hub:
         added: list[str] = []
         try:
             for channel in subscriber.channels:
-                self.subscribers.setdefault(channel, set()).add(subscriber)
+                if channel not in self.subscribers:
+                    self.subscribers[channel] = set()
+                    self.channel_events[channel] = 0
+                self.subscribers[channel].add(subscriber)
                 added.append(channel)
                 await self._ensure_subscribed(channel)
         except BaseException:
@@ -157,7 +166,12 @@ class Hub:
             members.discard(subscriber)
             if not members:
                 del self.subscribers[channel]
+                self.channel_events.pop(channel, None)
                 await self._release(channel)
+
+    def events_on(self, channels: Iterable[str]) -> int:
+        """Events fanned out so far on `channels` (while they have subscribers)."""
+        return sum(self.channel_events.get(channel, 0) for channel in channels)
 
     def connection_count(self) -> int:
         return len(self.all_subscribers())
@@ -209,12 +223,16 @@ class Hub:
 
     # --- delivery -------------------------------------------------------------------
 
-    def _accept(self, channel: str, raw: bytes | str) -> tuple[bytes, dict[str, Any]] | None:
-        """Encode one message for delivery; None: dropped."""
+    def _accept(self, channel: str, raw: bytes | str, live: bool = True) -> tuple[bytes, dict[str, Any]] | None:
+        """Encode one message for delivery; None: dropped. Counted here, once per event."""
         encoded = encode(raw, channel)
         if encoded is None:
             return None
         stats["events"] += 1
+        self.channel_events[channel] += 1
+        if live:
+            # Replays after a reconnect are not: their publish was long before.
+            delivery_latency.observe(time.time() - encoded[1]["timestamp"])
         event_id = encoded[1].get("id")
         if event_id is not None:
             self.note_seen(event_id)
@@ -236,21 +254,26 @@ class Hub:
         encoded = self._accept(channel, raw)
         if encoded is None:
             return
+        stats["deliveries"] += len(members)
         frame, event = encoded
         for subscriber in tuple(members):
             subscriber.push(frame, event)
 
-    def deliver_batch(self, messages: list[tuple[str, bytes | str]]) -> None:
-        """Several messages that arrived together: one write per subscriber for all of them."""
-        if len(messages) == 1:
+    def deliver_batch(self, messages: list[tuple[str, bytes | str]], live: bool = True) -> None:
+        """Several messages that arrived together: one write per subscriber for all of them.
+
+        `live=False`: a replay of missed events (they stay out of the latency histogram)."""
+        if len(messages) == 1 and live:
             self.deliver(*messages[0])
             return
         accepted: list[tuple[str, bytes, dict[str, Any]]] = []
         for channel, raw in messages:
-            if not self.subscribers.get(channel):
+            members = self.subscribers.get(channel)
+            if not members:
                 continue
-            encoded = self._accept(channel, raw)
+            encoded = self._accept(channel, raw, live)
             if encoded is not None:
+                stats["deliveries"] += len(members)
                 accepted.append((channel, *encoded))
         if not accepted:
             return
@@ -331,11 +354,12 @@ class Hub:
             logger.warning("reset for the streams of %d channel(s) after a reconnect: %s", len(channels), resume.reason)
             self._push_reset(resume.reason or reason)
             return None
+        stats["heals_replayed"] += 1
         stats["heal_replayed"] += len(resume.events)
         logger.info("replayed %d missed event(s) on %d channel(s) after a reconnect", len(resume.events), len(channels))
         batch: list[tuple[str, bytes | str]] = [(stored.channel, stored.envelope) for stored in resume.events]
         if batch:
-            self.deliver_batch(batch)
+            self.deliver_batch(batch, live=False)
         return resume.events[-1].id if resume.events else None
 
     def _push_reset(self, reason: str) -> None:

@@ -32,7 +32,7 @@ from redis import asyncio as aioredis
 
 from realtime.envelope import InvalidEvent, parse_event_id
 from realtime.health import DEGRADED, OK, health
-from realtime.hub import all_hubs
+from realtime.hub import all_hubs, stats
 from realtime.redis_conn import RedisTarget, as_text
 from realtime.redis_store import CURSOR_KEYS, CURSOR_SCRIPT, ORIGIN_KEY, read_resume
 
@@ -106,6 +106,7 @@ class RedisLink:
         self._origin: str | None = None  # `sse:origin` of the Redis we last talked to
         self._cut: tuple[int, int] | None = None  # skip live ids up to this after a replay
         self._cursor_script: Any = None
+        self._master: str | None = None  # host:port the pub/sub connection last reached
 
     @property
     def up(self) -> bool:
@@ -192,6 +193,13 @@ class RedisLink:
             self._up = True
         finally:
             self._settled.set()
+        self._note_master(pubsub)
+        if self._lost_at is not None:
+            logger.info(
+                "the Redis pub/sub connection to %s is back after %.1f s",
+                self.target.describe(),
+                time.monotonic() - self._lost_at,
+            )
         if (self._lost_at is not None or empty) and self._on_reconnect is not None:
             self._on_reconnect(empty)
         if self.hub is not None and not self.hub.bus_ok:
@@ -199,6 +207,25 @@ class RedisLink:
         if all(hub.bus_ok for hub in all_hubs()):
             health.mark_up()
         self._lost_at = None
+
+    def _note_master(self, pubsub: Any) -> None:
+        """Log (and count) a Sentinel failover: the connection now reaches another master."""
+        if not self.target.sentinels:
+            return
+        connection = getattr(pubsub, "connection", None)
+        host, port = getattr(connection, "host", None), getattr(connection, "port", None)
+        if host is None:
+            return
+        master = f"{host}:{port}"
+        if self._master is not None and master != self._master:
+            stats["failovers"] += 1
+            logger.warning(
+                "Redis failover: the sentinels of %s now name %s as the master (it was %s)",
+                self.target.master,
+                master,
+                self._master,
+            )
+        self._master = master
 
     async def _confirm_all(self, pubsub: Any, channels: set[str], held: list[tuple[str, bytes | str]]) -> None:
         deadline = time.monotonic() + CONFIRM_TIMEOUT

@@ -160,6 +160,7 @@ class SSEConnection(SeamFilter):
                 self.close()
                 return
             if queued > MAX_PENDING_BYTES:
+                stats["streams_cut_slow"] += 1
                 logger.warning("closing a stream on %s: client is %d bytes behind", self.channels, queued)
                 self.close()
             return
@@ -169,6 +170,7 @@ class SSEConnection(SeamFilter):
             self._pending.append(data)
             self._pending_bytes += len(data)
             if self._pending_bytes > MAX_PENDING_BYTES:
+                stats["streams_cut_slow"] += 1
                 logger.warning("closing a stream on %s: client is %d bytes behind", self.channels, self._pending_bytes)
                 self.close()
             return

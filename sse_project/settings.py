@@ -7,6 +7,7 @@ what each one means.
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -54,6 +55,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: counts every response by route and status for /metrics, and logs each refused
+    # request, including what the middleware below answers on its own (realtime.metrics).
+    "realtime.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -244,8 +248,9 @@ SIMULATE_CHATBOT = envbool("SIMULATE_CHATBOT", False)
 HTTPS = envbool("DJANGO_HTTPS", not DEBUG)
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
 SECURE_SSL_REDIRECT = HTTPS
-# Load balancers probe health over plain HTTP, on the process's own port.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# Load balancers probe health, and Prometheus scrapes metrics, over plain HTTP on the
+# process's own port.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 # A year, once HTTPS works for good; 0 turns HSTS off.
 SECURE_HSTS_SECONDS = envint("DJANGO_HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", False)
@@ -276,11 +281,42 @@ CONTENT_SECURITY_POLICY = {
 # The error page of DJANGO_DEBUG=true hides the password inside any *_URL setting too.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "sse_project.debug.ReporterFilter"
 
+# --- Metrics and logs (docs/operations.md "Metrics" and "Logs") ---------------------------
+
+# GET /metrics answers supervisors signed in, and a scraper sending `Authorization: Bearer
+# <METRICS_TOKEN>`; unset, only supervisors. A token of its own: a scraper holds no service's.
+METRICS_TOKEN = envstr("METRICS_TOKEN")
+if METRICS_TOKEN is not None:
+    if len(METRICS_TOKEN) < 16:
+        raise ImproperlyConfigured("METRICS_TOKEN is shorter than 16 characters")
+    if METRICS_TOKEN in SERVICE_TOKENS:
+        raise ImproperlyConfigured("METRICS_TOKEN is also a token in SERVICE_TOKENS: give it a value of its own")
+
+# One line per record: `plain` text, or `json`, one JSON object per line with time, level,
+# logger and message (python-json-logger) for a log collector.
+LOG_FORMAT = str(envstr("LOG_FORMAT", "plain"))
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT[:40]!r}")
+LOG_LEVEL = str(envstr("LOG_LEVEL", "INFO")).upper()
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    raise ImproperlyConfigured(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {LOG_LEVEL[:40]!r}")
+if LOG_FORMAT == "json":
+    # Python's warnings go through logging too, so every line on stderr is JSON.
+    logging.captureWarnings(True)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(levelname)s %(name)s %(process)d %(message)s",
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": "time",  # ISO 8601, UTC
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"daphne": {"level": "WARNING"}, "django.channels.server": {"level": "WARNING"}},
 }

@@ -10,6 +10,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
 from dashboard import api, pages
+from realtime import metrics as realtime_metrics
 from realtime import views as realtime_views
 
 urlpatterns = [
@@ -27,6 +28,8 @@ urlpatterns = [
     path("api/publish", realtime_views.publish, name="publish"),
     path("api/presence", api.presence, name="presence"),
     path("healthz", realtime_views.healthz, name="healthz"),
+    # Prometheus, one scrape per process (docs/operations.md "Metrics")
+    path("metrics", realtime_metrics.metrics, name="metrics"),
     # Sessions and the handoff (docs/sessions.md)
     path("api/manual/escalate", api.escalate, name="session-escalate"),
     path("api/sessions", api.session_list, name="session-list"),

@@ -171,3 +171,25 @@ def redis_bus(settings: Any, redis_server: RedisServer) -> Iterator[Any]:
     yield client
     client.close()
     fresh_bus()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The logs of the whole run hold no token, password or cookie: every daphne log file the
+    suite wrote is read for every secret it handed a process (tests/support/procs.SECRETS).
+    A leak fails the run, naming the file and what it holds (never the secret itself)."""
+    from tests.support.procs import leaked_secrets
+
+    leaks = leaked_secrets()
+    if not leaks:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line("")
+        reporter.write_sep("=", "secrets in daphne logs: the run fails", red=True)
+    for path, what in leaks:
+        message = f"a daphne log holds {what}: {path}"
+        if reporter is not None:
+            reporter.write_line(message, red=True)
+        else:
+            print(message)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -31,6 +31,29 @@ SERVICE_TOKEN = "test-token-ai-chatbot-0123456789"
 OTHER_TOKEN = "test-token-other-service-0123456"
 SERVICE_TOKENS = f"ai_chatbot={SERVICE_TOKEN},crm={OTHER_TOKEN}"
 
+# Every daphne log file of the run and every secret the suite handed a process, by what it
+# is: at the end of the run tests/conftest.py checks that no log holds one (docs/operations.md
+# "Logs": never tokens, cookies or passwords).
+LOG_FILES: list[Path] = []
+SECRETS: dict[str, str] = {
+    SERVICE_TOKEN: "the ai_chatbot service token",
+    OTHER_TOKEN: "the crm service token",
+    TEST_ENV["DJANGO_SECRET_KEY"]: "DJANGO_SECRET_KEY",
+    # Every test password starts so (pw-for-tests, pw-for-browser-tests, pw-for-supervision, ...).
+    "pw-for-": "a test password",
+}
+
+
+def leaked_secrets() -> list[tuple[Path, str]]:
+    """(log file, what it holds) for each known secret found in a daphne log of this run."""
+    found = []
+    for path in dict.fromkeys(LOG_FILES):
+        if not path.exists():
+            continue
+        text = path.read_text(errors="replace")
+        found.extend((path, what) for secret, what in SECRETS.items() if secret in text)
+    return found
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -131,6 +154,8 @@ class Daphne:
     port: int = field(default_factory=free_port)
     log_path: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
+    # More daphne options, such as ("-v", "0"): no access log, as docs/operations.md says for JSON logs.
+    args: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -138,8 +163,20 @@ class Daphne:
 
     def start(self) -> Daphne:
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        if self.log_path:
+            LOG_FILES.append(self.log_path)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "sse_project.asgi:application"],
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                *self.args,
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "sse_project.asgi:application",
+            ],
             cwd=ROOT,
             env=self.env,
             stdout=log,
@@ -403,6 +440,8 @@ def login(base_url: str, username: str, password: str) -> dict[str, str]:
             raise
     cookies = {c.name: c.value for c in jar}
     assert "sessionid" in cookies, f"login as {username} failed"
+    SECRETS[password] = f"the password of {username}"
+    SECRETS.update({value: f"the {name} cookie of {username}" for name, value in cookies.items()})
     return cookies
 
 
