@@ -1,4 +1,5 @@
-"""HTML pages: the agent workbench, the history, the supervisor dashboard and one session's page.
+"""HTML pages: the agent workbench, the history, the supervisor dashboard, the reports and one
+session's page.
 
 The pages are thin shells: each renders its configuration, then its JavaScript loads a
 snapshot from the JSON API and keeps it current over one SSE stream (static/js/live.js).
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import redis
 from django.conf import settings
@@ -20,7 +23,7 @@ from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 
-from dashboard import availability, history
+from dashboard import availability, history, reports
 from dashboard.models import ChatSession
 from realtime import outbox
 from realtime.auth import Principal
@@ -124,6 +127,47 @@ def history_page(request: HttpRequest) -> HttpResponse:
 def supervisor_dashboard(request: HttpRequest) -> HttpResponse:
     """Totals, open sessions, agents online and the live event feed (static/js/dashboard.js)."""
     return render(request, "dashboard/supervisor.html", {"nav": "dashboard", "page": _config(request)})
+
+
+@staff_page
+def reports_page(request: HttpRequest) -> HttpResponse:
+    """Escalated sessions over a period, as charts and tables (static/js/reports.js), or as CSV.
+
+    `?from=YYYY-MM-DD&to=YYYY-MM-DD&tz=<zone>&format=csv`; the figures and their definitions are
+    `dashboard.reports`'. Bad input is the page again with what is wrong, answered 400."""
+    try:
+        period, fmt = reports.parse_request(request.GET)
+    except reports.InvalidReport as exc:
+        sent = {key: request.GET.get(key, "")[:40] for key in ("from", "to", "tz")}
+        refused = {"nav": "reports", "error": str(exc), "sent": sent, "page": _config(request)}
+        return render(request, "dashboard/reports.html", refused, status=400)
+    report = reports.compute(period)
+    if fmt == "csv":
+        response = HttpResponse(reports.to_csv(report), content_type="text/csv; charset=utf-8")
+        name = f"report-{period.first.isoformat()}-to-{period.last.isoformat()}.csv"
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response
+    query = {"from": period.first.isoformat(), "to": period.last.isoformat(), "tz": period.zone}
+    today = reports.today(period.tz)
+    context: dict[str, Any] = {
+        "nav": "reports",
+        "report": report,
+        "tables": {table.id: table for table in reports.tables(report)},
+        "sent": query,
+        "csv_url": "?" + urlencode({**query, "format": "csv"}),
+        "shortcuts": [
+            (label, "?" + urlencode({"from": (today - timedelta(days=days - 1)).isoformat(), "tz": period.zone}))
+            for label, days in (("Last 7 days", 7), ("Last 30 days", 30), ("Last 90 days", 90))
+        ],
+        "durations": {
+            "wait_p50": reports.clock_text(report.wait.p50),
+            "wait_p90": reports.clock_text(report.wait.p90),
+            "response_p50": reports.clock_text(report.response.p50),
+            "response_p90": reports.clock_text(report.response.p90),
+        },
+        "page": _config(request, report=reports.chart_data(report)),
+    }
+    return render(request, "dashboard/reports.html", context)
 
 
 @login_required

@@ -20,6 +20,7 @@ urlpatterns = [
     path("history/", pages.history_page, name="history"),
     path("dashboard/", pages.supervisor_dashboard, name="supervisor_dashboard"),
     path("dashboard/feed.json", pages.feed, name="dashboard_feed"),
+    path("dashboard/reports/", pages.reports_page, name="reports"),
     path("dashboard/sessions/<str:name>/", pages.session_page, name="session_page"),
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
