@@ -152,7 +152,7 @@ def markdown(results: dict[str, Any]) -> str:
         + (
             "Two server processes per system, the load client, the publisher and redis-server share these cores."
             if results["scenarios"]
-            else "The history search runs in one process, the database server (if any) beside it."
+            else "The database parts run in one process each, the database server (if any) beside it."
         )
         + (f" `before` is the product at `{before}`." if "before" in systems and before else ""),
         "",
@@ -173,6 +173,7 @@ def markdown(results: dict[str, Any]) -> str:
     if results["scenarios"]:
         lines += targets(results)
     lines += history_search(results)
+    lines += reports_part(results)
     return "\n".join(lines) + "\n"
 
 
@@ -217,6 +218,46 @@ def history_search(results: dict[str, Any]) -> list[str]:
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
     if "postgresql" in searched.get("skipped", []):
+        out += ["PostgreSQL was not reachable (`--search-postgres`): measured on SQLite only.", ""]
+    return out
+
+
+def reports_part(results: dict[str, Any]) -> list[str]:
+    """The Reports page's figures at 100,000 sessions: p50 / p99 of a 30-day report, against Python."""
+    reported = results.get("reports")
+    if not reported:
+        return []
+    from bench.search import percentile
+
+    out: list[str] = []
+    for db in reported["databases"]:
+        name = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}.get(db["database"], db["database"])
+        runs = len(db["product"])
+        out += [
+            f"### Reports, {name}: {db['sessions']:,} sessions ({db['episodes']:,} escalations, "
+            f"{db['events']:,} events)",
+            "",
+            f"A {db['period_days']}-day report ({len(db['periods'])} different periods, "
+            f"{percentile(db['escalated_per_period'], 50):,.0f} escalations in the median one), each timed "
+            f"{runs // len(db['periods'])} times after a warm-up pass; python = the same numbers worked out in Python "
+            "from every row the report reads (the Python and SQL figures were checked equal for each period).",
+            "",
+            "| what | runs | p50 (ms) | p99 (ms) | / python (p50) |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        base = percentile(db["python"], 50)
+        rows = (
+            ("the figures (one SQL statement)", db["product"]),
+            ("the whole page (view, SQL, template)", db["page"]),
+            ("python: the same figures in Python", db["python"]),
+            (f"the figures of a {db['year_days']}-day report", db["year_ms"]),
+        )
+        for label, ms in rows:
+            p50 = percentile(ms, 50)
+            ratio = _ratio(p50, base) if "python" not in label else "1x"
+            out.append(f"| {label} | {len(ms)} | {p50:.1f} | {percentile(ms, 99):.1f} | {ratio} |")
+        out.append("")
+    if "postgresql" in reported.get("skipped", []):
         out += ["PostgreSQL was not reachable (`--search-postgres`): measured on SQLite only.", ""]
     return out
 

@@ -18,6 +18,7 @@ Modes: `broadcast` and `session` publish events; `command` (product and before o
 escalations, whose events reach N subscribers of sse:broadcast: the latency from the event's
 write in the command's transaction, through the commit, to the SSE bytes. `search` times the
 history search at 100,000 stored messages (bench/search.py; no servers, about a minute).
+`reports` times the Reports page's figures at 100,000 sessions (bench/reports.py; no servers).
 
 One load-client process holds the N connections (split over the two servers), a publisher
 process publishes timestamped events. See bench/README.md for what is measured and how.
@@ -42,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import procs, report, search
+from bench import reports as report_bench
 from bench.procs import BENCH_TOKEN, ROOT
 
 # The line the targets and the saturation point are drawn at.
@@ -487,7 +489,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="N = 1000 only, short steps (1-2 minutes)")
     parser.add_argument("--systems", default="product,split,before,raw,naive")
-    parser.add_argument("--modes", default="broadcast,session,command,search")
+    parser.add_argument("--modes", default="broadcast,session,command,search,reports")
     parser.add_argument(
         "--before-ref", "--baseline", dest="before_ref", default=BEFORE_REF, help="the git ref the `before` system runs"
     )
@@ -495,7 +497,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--search-postgres",
         default=search.POSTGRES_URL,
-        help="`search` mode: a PostgreSQL admin URL to measure on too, in a scratch database ('' for SQLite only)",
+        help="`search` and `reports` modes: a PostgreSQL admin URL to measure on too, in a scratch database "
+        "('' for SQLite only)",
     )
     parser.add_argument("--command-sizes", default="1000", help="N for `command` mode")
     parser.add_argument("--sizes", default=None, help="comma-separated N (default 1000,5000; --quick: 1000)")
@@ -538,10 +541,12 @@ def main(argv: list[str] | None = None) -> None:
     started = dt.datetime.now()
     print(f"bench: logs in {workdir}", flush=True)
     modes = args.modes.split(",")
-    # `search` (bench/search.py) needs neither Redis nor the servers: the rest run only when asked for.
-    streaming = [mode for mode in modes if mode != "search"]
+    # `search` and `reports` (bench/search.py, bench/reports.py) need neither Redis nor the
+    # servers: the rest run only when asked for.
+    streaming = [mode for mode in modes if mode not in ("search", "reports")]
     run = Run(args, workdir) if streaming else None
     searched = None
+    reported = None
     try:
         if run is not None:
             run.migrate()
@@ -555,6 +560,8 @@ def main(argv: list[str] | None = None) -> None:
                     run.scenarios.append(run.scenario(system, mode, n))
         if "search" in modes:
             searched = search.measure(workdir, args.search_postgres or None)
+        if "reports" in modes:
+            reported = report_bench.measure(workdir, args.search_postgres or None)
     finally:
         if run is not None:
             run.close()
@@ -565,6 +572,7 @@ def main(argv: list[str] | None = None) -> None:
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "scenarios": run.scenarios if run is not None else [],
         **({"search": searched} if searched is not None else {}),
+        **({"reports": reported} if reported is not None else {}),
     }
     stem = started.strftime("%Y-%m-%d") + (f"-{args.tag}" if args.tag else "")
     path = args.out / f"{stem}.json"
