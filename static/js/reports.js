@@ -38,8 +38,10 @@
     location.replace(location.pathname + "?" + params.toString());
     return;
   }
+  // The form asks in the browser's zone, unless the server has just refused that zone (a name
+  // its time zone database lacks): then it goes without, in the server's.
   const zoneInput = $("report-tz");
-  if (zoneInput && !zoneInput.value) zoneInput.value = zone;
+  if (zoneInput && !zoneInput.value && params.get("tz") !== zone) zoneInput.value = zone;
   if (!report) return; // the page that says what was wrong with the request
 
   // "2026-12-04" is a day of the report's zone: shown as it is, whatever the viewer's clock says.
