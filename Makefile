@@ -37,16 +37,21 @@ run: install
 			$(BIN)/daphne -b $(HOST) -p $(PORT) sse_project.asgi:application; \
 	fi
 
-# The tests start their own redis-server and drive Debian's chromium. Where this machine can
-# install them (root with apt-get), `make test` does; elsewhere it stops at once and says how.
+# The tests start their own redis-server, drive Debian's chromium, run Debian's nginx in front
+# of daphne (docs/deploy/nginx) and check the systemd units with systemd-analyze. Where this
+# machine can install them (root with apt-get), `make test` does; elsewhere it stops at once
+# and says how. (apt-get installs no running nginx in a container whose policy-rc.d forbids it;
+# elsewhere Debian starts one on port 80: `systemctl disable --now nginx` if it is not wanted.)
+TEST_PACKAGES := redis-server chromium nginx systemd
 test-deps:
-	@command -v redis-server >/dev/null 2>&1 && { command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ]; } || { \
+	@command -v redis-server >/dev/null 2>&1 && { command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ]; } \
+		&& { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; } && command -v systemd-analyze >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			echo "Installing redis-server and chromium for the tests (apt-get)..."; \
+			echo "Installing $(TEST_PACKAGES) for the tests (apt-get)..."; \
 			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server chromium >/dev/null; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(TEST_PACKAGES) >/dev/null; \
 		else \
-			echo "The tests need redis-server and Debian's chromium: sudo apt-get install -y redis-server chromium" >&2; \
+			echo "The tests need $(TEST_PACKAGES) (Debian's): sudo apt-get install -y $(TEST_PACKAGES)" >&2; \
 			exit 1; \
 		fi; }
 
