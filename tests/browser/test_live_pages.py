@@ -126,9 +126,12 @@ def test_an_agent_message_reaches_the_simulator_and_the_customer_answer_appears_
 
 
 def test_the_supervisor_sees_the_agents_online_and_the_events_in_the_feed(floor: Floor) -> None:
-    agents = floor.sam.locator("#agents li")
-    expect(agents.filter(has_text="ana")).to_have_count(1)
-    expect(agents.filter(has_text="ben")).to_have_count(1)
+    # Both have a workbench open (the list also holds every other available account of the
+    # shared test database, offline, after them).
+    for agent in ("ana", "ben"):
+        row = floor.sam.locator(f'#agents li[data-agent="{agent}"]')
+        expect(row).to_have_count(1)
+        expect(row).to_have_attribute("data-workbench", "open")
     name = unique()
     escalate(floor.a.url, name, "billing dispute")
     feed = floor.sam.locator("#feed")
