@@ -7,10 +7,7 @@ of its own on the local server) and checks it reads the full-text index."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from datetime import timedelta
 from itertools import count
 from typing import Any
@@ -24,7 +21,7 @@ from dashboard import history, services
 from dashboard.models import ChatSession, SessionEvent, Status
 from realtime.auth import Principal
 from realtime.bus import enqueue_sse_message_sync
-from tests.support.procs import ROOT, base_env, migrate
+from tests.support.databases import run_on_scratch_postgres
 from tests.support.sessions import TEST_TOKENS, browser, make_user, record_pending, unique
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -333,7 +330,6 @@ def test_an_agent_opens_a_closed_session_read_only(bus: Any) -> None:
 
 # --- PostgreSQL ----------------------------------------------------------------------------
 
-POSTGRES_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 
 EXPLAIN = r"""
 import json
@@ -368,34 +364,7 @@ print(json.dumps({"vendor": connection.vendor, "found": [(s["name"], s["match"][
 
 def test_postgresql_searches_by_prefix_with_the_full_text_index() -> None:
     """The query's expression must be the index's, or PostgreSQL computes to_tsvector on every row."""
-    import psycopg  # in requirements.txt
-
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN, connect_timeout=3, autocommit=True)
-    except psycopg.OperationalError as exc:
-        # Never a skip counted as a pass: this machine runs PostgreSQL, and CI does too.
-        raise AssertionError(
-            f"no PostgreSQL at {POSTGRES_ADMIN.split('@')[-1]}: start it (PostgreSQL 15, trust auth for "
-            f"postgres on 127.0.0.1:5432) or point TEST_POSTGRES_URL at one: {exc}"
-        ) from None
-    scratch = f"test_history_{os.getpid()}"  # this test's own database, dropped below
-    admin.execute(f'CREATE DATABASE "{scratch}"')
-    try:
-        env = base_env(DATABASE_URL=f"{POSTGRES_ADMIN.rpartition('/')[0]}/{scratch}")
-        migrate(env)
-        done = subprocess.run(
-            [sys.executable, "-c", "import django; django.setup()\n" + EXPLAIN],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        result = json.loads(done.stdout.strip().splitlines()[-1])
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
-        admin.close()
+    result = run_on_scratch_postgres("history", EXPLAIN, timeout=60)
     assert result["vendor"] == "postgresql"
     assert result["found"] == [["pg_7", "I would like a refund"]]
     assert "sessionevent_text_fts" in result["plan"], result["plan"]

@@ -8,12 +8,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import random
 import re
 import statistics
-import subprocess
-import sys
 from datetime import UTC, date, datetime, timedelta
 from itertools import count
 from typing import Any
@@ -26,7 +23,8 @@ from dashboard import reports, services
 from dashboard.models import ChatSession, SessionEvent, Status
 from dashboard.reports import Period
 from realtime.auth import Principal
-from tests.support.procs import ROOT, base_env, migrate
+from tests.support.databases import run_on_scratch_postgres
+from tests.support.procs import ROOT
 from tests.support.sessions import make_user
 
 pytestmark = pytest.mark.django_db
@@ -542,7 +540,6 @@ def test_the_page_loads_the_vendored_chart_library_and_nothing_from_elsewhere(su
 
 # --- PostgreSQL ------------------------------------------------------------------------------------
 
-POSTGRES_ADMIN = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 
 ON_POSTGRES = r"""
 import json, random
@@ -575,34 +572,7 @@ print(json.dumps({"vendor": connection.vendor, "known": known, "ours": [ours.wai
 
 
 def test_postgresql_gives_the_same_numbers_and_percentile_cont_agrees() -> None:
-    import psycopg  # in requirements.txt
-
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN, connect_timeout=3, autocommit=True)
-    except psycopg.OperationalError as exc:
-        # Never a skip counted as a pass: this machine runs PostgreSQL, and CI does too.
-        raise AssertionError(
-            f"no PostgreSQL at {POSTGRES_ADMIN.split('@')[-1]}: start it (PostgreSQL 15, trust auth for "
-            f"postgres on 127.0.0.1:5432) or point TEST_POSTGRES_URL at one: {exc}"
-        ) from None
-    scratch = f"test_reports_{os.getpid()}"  # this test's own database, dropped below
-    admin.execute(f'CREATE DATABASE "{scratch}"')
-    try:
-        env = base_env(DATABASE_URL=f"{POSTGRES_ADMIN.rpartition('/')[0]}/{scratch}")
-        migrate(env)
-        done = subprocess.run(
-            [sys.executable, "-c", "import django; django.setup()\n" + ON_POSTGRES],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        result = json.loads(done.stdout.strip().splitlines()[-1])
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
-        admin.close()
+    result = run_on_scratch_postgres("reports", ON_POSTGRES, timeout=120)
     assert result["vendor"] == "postgresql"
     # JSON made the hours' keys strings.
     assert {**result["known"], "hours": {int(h): n for h, n in result["known"]["hours"].items()}} == KNOWN

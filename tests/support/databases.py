@@ -10,9 +10,13 @@ exit. Without PostgreSQL at that URL the pass fails at once, saying how to fix i
 from __future__ import annotations
 
 import atexit
+import json
 import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 ON_POSTGRES = os.environ.get("TEST_DB") == "postgres"
 POSTGRES_ADMIN = os.environ.get("TEST_POSTGRES_URL", "")
@@ -81,3 +85,41 @@ def query_one(database_url: str, sql: str, params: tuple[object, ...]) -> tuple[
         return None
     # As SQLite gives them: times as text, so the tests compare one shape.
     return tuple(value.isoformat(sep=" ") if hasattr(value, "isoformat") else value for value in row)
+
+
+# The single tests that need PostgreSQL whatever the pass (the history search's index, the
+# reports' percentiles): this machine and CI run one here.
+LOCAL_POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
+
+
+def run_on_scratch_postgres(label: str, script: str, timeout: float = 120) -> dict[str, Any]:
+    """Run `script` (Python, after django.setup()) on a fresh, migrated PostgreSQL database that
+    is dropped afterwards; returns the JSON object its last line of output prints. Fails loudly,
+    with the fix, when no PostgreSQL answers: never a skip counted as a pass."""
+    import psycopg
+
+    from tests.support.procs import ROOT, base_env, migrate
+
+    admin_url = POSTGRES_ADMIN or LOCAL_POSTGRES
+    try:
+        admin = psycopg.connect(admin_url, connect_timeout=3, autocommit=True)
+    except psycopg.OperationalError as exc:
+        raise AssertionError(HOW_TO_FIX.format(url=admin_url, error=str(exc).strip()[:200])) from None
+    scratch = f"test_{label}_{uuid.uuid4().hex[:8]}"
+    admin.execute(f'CREATE DATABASE "{scratch}"')
+    try:
+        env = base_env(DATABASE_URL=f"{admin_url.rpartition('/')[0]}/{scratch}")
+        migrate(env)
+        done = subprocess.run(
+            [sys.executable, "-c", "import django; django.setup()\n" + script],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+        admin.close()
