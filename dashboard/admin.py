@@ -204,6 +204,23 @@ class CannedReplyAdmin(admin.ModelAdmin):
         return local_time(reply.updated_at)
 
 
+# What a session's page in the admin shows, in this order (all read-only: see the module doc).
+SESSION_FIELDS = (
+    "name",
+    "customer_display",
+    "status",
+    "agent_name",
+    "supervisor_name",
+    "reason",
+    "waiting",
+    "created",
+    "escalated",
+    "accepted",
+    "closed",
+    "resolution_note",
+)
+
+
 @admin.register(ChatSession)
 class ChatSessionAdmin(admin.ModelAdmin):
     list_display = (
@@ -221,43 +238,11 @@ class ChatSessionAdmin(admin.ModelAdmin):
     list_select_related = ("agent",)
     date_hierarchy = "created_at"
     fieldsets = (
-        (
-            None,
-            {
-                "fields": (
-                    "name",
-                    "customer_display",
-                    "status",
-                    "agent_name",
-                    "supervisor_name",
-                    "reason",
-                    "waiting",
-                    "created",
-                    "escalated",
-                    "accepted",
-                    "closed",
-                    "resolution_note",
-                )
-            },
-        ),
+        (None, {"fields": SESSION_FIELDS}),
         # For whoever follows an event through the bus (docs/bus.md); <details>, closed at first.
         ("On the bus", {"classes": ("collapse",), "fields": ("last_event_id",)}),
     )
-    readonly_fields = (
-        "name",
-        "customer_display",
-        "status",
-        "agent_name",
-        "supervisor_name",
-        "reason",
-        "waiting",
-        "created",
-        "escalated",
-        "accepted",
-        "closed",
-        "resolution_note",
-        "last_event_id",
-    )
+    readonly_fields = (*SESSION_FIELDS, "last_event_id")
     actions = ("close_sessions", "return_to_queue")
 
     @admin.display(description="time in queue", ordering="escalated_at")
