@@ -188,7 +188,7 @@ class ChatbotSimulator:
         text = replies[min(session.replied, len(replies) - 1)]
         session.replied += 1
         await self.say(session, "customer", text)
-        logger.info("customer answered in %s: %s", session.name, text)
+        logger.info("customer answered in %s (%d characters)", session.name, len(text))
 
     async def say(self, session: SimSession, sender: str, text: str) -> None:
         """One bot-side message on the session's channel (its history is what an agent reads
@@ -235,7 +235,8 @@ class ChatbotSimulator:
             session.phase = Phase.AGENT
             session.agent = data.get("agent") or session.agent
             session.replies_due.append(now + self._delay(self.options.reply))
-            logger.info("agent %s said in %s: %s", data.get("agent"), name, str(data.get("text"))[:200])
+            # Never the text itself: logs hold no message texts (docs/operations.md).
+            logger.info("agent %s wrote in %s (message %s)", data.get("agent"), name, payload.get("message_id"))
         elif kind == "agent_left" and session is not None and session.phase is Phase.AGENT:
             session.phase = Phase.WAITING
             session.agent = None
