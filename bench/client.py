@@ -14,16 +14,23 @@ receive timestamp of the socket (SO_TIMESTAMPNS, `--clock kernel`, the default),
 client's own delays in getting round to 5000 sockets are not counted as the server's;
 `--clock user` takes `time.time()` when the client reads the bytes instead. Only what is needed is
 parsed: the `"seq":` the publisher put in the payload and the `"timestamp":` after it.
+
+With `"tls": true` in `connect` (the `nginx` part, bench/nginx.py) the streams go over TLS to
+a proxy: the raw bytes are still read (and stamped by the kernel) as they arrive, then
+decrypted through an in-memory `ssl.SSLObject` and their chunked framing undone, since a
+proxy's chunks need not line up with SSE frames as daphne's do.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import math
 import os
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -59,7 +66,22 @@ class Stats:
 class Conn:
     """One SSE stream on a non-blocking socket, read by a reader callback of the loop."""
 
-    __slots__ = ("stats", "index", "sock", "head", "rest", "opened", "count", "closed", "clock")
+    __slots__ = (
+        "stats",
+        "index",
+        "sock",
+        "head",
+        "rest",
+        "opened",
+        "count",
+        "closed",
+        "clock",
+        "tls",
+        "incoming",
+        "chunked",
+        "left",
+        "pending",
+    )
 
     def __init__(self, stats: Stats, index: int, sock: socket.socket, opened: asyncio.Future[bool], clock: str) -> None:
         self.stats = stats
@@ -71,6 +93,12 @@ class Conn:
         self.count = 0
         self.closed = False
         self.clock = clock
+        # Over TLS: the session and the buffer its raw bytes go into; the chunked framing's state.
+        self.tls: ssl.SSLObject | None = None
+        self.incoming: ssl.MemoryBIO | None = None
+        self.chunked = False
+        self.left = 0
+        self.pending = b""
 
     def readable(self) -> None:
         try:
@@ -90,6 +118,10 @@ class Conn:
             now = seconds + nanoseconds * 1e-9
         else:
             now = time.time()
+        if self.tls is not None:
+            data = self.decrypt(data)
+            if not data:
+                return
         if self.head:
             data = self.rest + data
             end = data.find(b"\r\n\r\n")
@@ -97,11 +129,14 @@ class Conn:
                 self.rest = data
                 return
             ok = data[9:12] == b"200"
+            self.chunked = self.tls is not None and b"transfer-encoding: chunked" in data[:end].lower()
             self.head = False
             self.rest = b""
             if not self.opened.done():
                 self.opened.set_result(ok)
             data = data[end + 4 :]
+        if self.chunked:
+            data = self.unchunk(data)
         if self.rest:
             data = self.rest + data
         cut = data.rfind(b"\n\n")
@@ -129,6 +164,46 @@ class Conn:
                 stats.received += 1
             pos = data.find(SEQ, comma, cut)
 
+    def decrypt(self, raw: bytes) -> bytes:
+        """The plain bytes of what arrived over TLS (b"" until a whole record is in)."""
+        assert self.tls is not None and self.incoming is not None
+        self.incoming.write(raw)
+        plain = []
+        while True:
+            try:
+                piece = self.tls.read(len(BUFFER))
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLError:
+                self.lost()
+                return b""
+            if not piece:
+                break
+            plain.append(piece)
+        return b"".join(plain)
+
+    def unchunk(self, data: bytes) -> bytes:
+        """A chunked body's content, across reads: chunk sizes and their line ends dropped."""
+        data = self.pending + data
+        out = []
+        pos = 0
+        while pos < len(data):
+            if self.left:
+                take = min(self.left, len(data) - pos)
+                out.append(data[pos : pos + take])
+                pos += take
+                self.left -= take
+                continue
+            end = data.find(b"\r\n", pos)
+            if end < 0:
+                break
+            line = data[pos:end]
+            pos = end + 2
+            if line:  # an empty line ends a chunk's data; the next one is a size
+                self.left = int(line.split(b";")[0], 16)
+        self.pending = data[pos:]
+        return b"".join(out)
+
     def lost(self) -> None:
         if not self.closed:
             self.closed = True
@@ -146,6 +221,41 @@ def request_for(path: str, port: int, token: str) -> bytes:
         f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n"
         f"Authorization: Bearer {token}\r\n\r\n"
     ).encode()
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One client context for every stream (making one loads the system's CA store: ~20 ms).
+
+    The test certificate is self-signed: nothing is verified (the bench measures, it trusts).
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+async def tls_handshake(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket, host: str
+) -> tuple[ssl.SSLObject, ssl.MemoryBIO, ssl.MemoryBIO]:
+    """A TLS client session over `sock` through memory buffers: (SSLObject, incoming, outgoing)."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    session = tls_context().wrap_bio(incoming, outgoing, server_hostname=host)
+    while True:
+        try:
+            session.do_handshake()
+        except ssl.SSLWantReadError:
+            if outgoing.pending:
+                await loop.sock_sendall(sock, outgoing.read())
+            data = await loop.sock_recv(sock, 65536)
+            if not data:
+                raise ConnectionError("closed during the TLS handshake") from None
+            incoming.write(data)
+            continue
+        if outgoing.pending:
+            await loop.sock_sendall(sock, outgoing.read())
+        return session, incoming, outgoing
 
 
 def path_for(mode: str, index: int) -> str:
@@ -166,7 +276,7 @@ class Client:
         self.sessions = 1
 
     async def connect(
-        self, ports: list[int], mode: str, n: int, token: str, concurrency: int, clock: str
+        self, ports: list[int], mode: str, n: int, token: str, concurrency: int, clock: str, tls: bool = False
     ) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         self.mode = mode
@@ -185,10 +295,15 @@ class Client:
                     await loop.sock_connect(sock, ("127.0.0.1", port))
                     sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    await loop.sock_sendall(sock, request_for(path_for(mode, index), port, token))
+                    request = request_for(path_for(mode, index), port, token)
+                    if tls:
+                        conn.tls, conn.incoming, outgoing = await tls_handshake(loop, sock, "localhost")
+                        conn.tls.write(request)
+                        request = outgoing.read()
+                    await loop.sock_sendall(sock, request)
                     loop.add_reader(sock.fileno(), conn.readable)
                     ok = await asyncio.wait_for(opened, 15)
-                except (OSError, TimeoutError) as exc:
+                except (OSError, TimeoutError, ssl.SSLError) as exc:
                     failures.append(repr(exc))
                     conn.close()
                     return
@@ -305,6 +420,7 @@ async def serve() -> None:
                     command["token"],
                     command.get("concurrency", 64),
                     command.get("clock", "kernel"),
+                    command.get("tls", False),
                 )
             )
         elif name == "window":

@@ -151,7 +151,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"{m['memory']}, Linux {m['kernel']}, Python {m['python']}, {m['redis']}. "
         + (
             "Two server processes per system, the load client, the publisher and redis-server share these cores."
-            if results["scenarios"]
+            if results["scenarios"] or results.get("nginx")
             else "The database parts run in one process each, the database server (if any) beside it."
         )
         + (f" `before` is the product at `{before}`." if "before" in systems and before else ""),
@@ -174,6 +174,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines += targets(results)
     lines += history_search(results)
     lines += reports_part(results)
+    lines += proxy_part(results)
     return "\n".join(lines) + "\n"
 
 
@@ -220,6 +221,13 @@ def history_search(results: dict[str, Any]) -> list[str]:
     if "postgresql" in searched.get("skipped", []):
         out += ["PostgreSQL was not reachable (`--search-postgres`): measured on SQLite only.", ""]
     return out
+
+
+def proxy_part(results: dict[str, Any]) -> list[str]:
+    """The streams through nginx against direct (bench/nginx.py)."""
+    from bench.nginx import report_part
+
+    return report_part(results)
 
 
 def reports_part(results: dict[str, Any]) -> list[str]:

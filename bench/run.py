@@ -19,6 +19,8 @@ escalations, whose events reach N subscribers of sse:broadcast: the latency from
 write in the command's transaction, through the commit, to the SSE bytes. `search` times the
 history search at 100,000 stored messages (bench/search.py; no servers, about a minute).
 `reports` times the Reports page's figures at 100,000 sessions (bench/reports.py; no servers).
+`nginx` measures the same broadcast latency through the shipped nginx config and direct, in
+turns, on the same servers (bench/nginx.py; needs Debian's nginx).
 
 One load-client process holds the N connections (split over the two servers), a publisher
 process publishes timestamped events. See bench/README.md for what is measured and how.
@@ -42,6 +44,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import nginx as nginx_bench
 from bench import procs, report, search
 from bench import reports as report_bench
 from bench.procs import BENCH_TOKEN, ROOT
@@ -136,6 +139,8 @@ class Run:
         self.background: procs.Proc | None = None  # the `split` system's relay and recorder
         self.seq = 0
         self.scenarios: list[dict[str, Any]] = []
+        # More processes whose CPU each step reports, such as nginx in the nginx part.
+        self.extra_pids: dict[str, list[int]] = {}
 
     # --- processes -------------------------------------------------------------------
 
@@ -360,6 +365,7 @@ class Run:
         pids["publisher"] = [publisher.pid]
         if self.background is not None:
             pids["background"] = [self.background.pid]
+        pids.update(self.extra_pids)
         cpu0 = {role: sum(procs.cpu_seconds(p) for p in ps) for role, ps in pids.items()}
         busy0 = procs.machine_busy_seconds()
         wall0 = time.monotonic()
@@ -400,6 +406,7 @@ class Run:
             "cpu_percent": cpu,
             "server_us_per_delivery": server_us,
             "background_us_per_delivery": background_us,
+            **{f"{role}_us_per_delivery": cpu[role] / 100 * wall / max(want, 1) * 1e6 for role in self.extra_pids},
             "ok": ok,
             "publisher_bound": publisher_bound,
             **stats,
@@ -489,7 +496,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="N = 1000 only, short steps (1-2 minutes)")
     parser.add_argument("--systems", default="product,split,before,raw,naive")
-    parser.add_argument("--modes", default="broadcast,session,command,search,reports")
+    parser.add_argument("--modes", default="broadcast,session,command,search,reports,nginx")
     parser.add_argument(
         "--before-ref", "--baseline", dest="before_ref", default=BEFORE_REF, help="the git ref the `before` system runs"
     )
@@ -501,6 +508,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "('' for SQLite only)",
     )
     parser.add_argument("--command-sizes", default="1000", help="N for `command` mode")
+    parser.add_argument("--nginx-size", type=int, default=1000, help="N for the `nginx` part")
+    parser.add_argument("--nginx-rate", type=float, default=20.0, help="events per second in the `nginx` part")
+    parser.add_argument(
+        "--nginx-rounds", type=int, default=None, help="rounds kept in the `nginx` part (3; --quick: 1)"
+    )
+    parser.add_argument(
+        "--nginx-quiet",
+        type=float,
+        default=50.0,
+        help="`nginx` part: a round in which the rest of the machine took more CPU than this (%% of a core) is redone",
+    )
     parser.add_argument("--sizes", default=None, help="comma-separated N (default 1000,5000; --quick: 1000)")
     parser.add_argument("--step-seconds", type=float, default=None, help="seconds of publishing per step")
     parser.add_argument("--max-steps", type=int, default=None, help="saturation-search steps per scenario")
@@ -529,6 +547,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.sizes = [int(x) for x in (args.sizes or ("1000" if args.quick else "1000,5000")).split(",")]
     args.step_seconds = args.step_seconds or (2.0 if args.quick else 4.0)
     args.max_steps = args.max_steps if args.max_steps is not None else (4 if args.quick else 6)
+    args.nginx_rounds = args.nginx_rounds or (1 if args.quick else 3)
     args.product_env = dict(item.split("=", 1) for item in args.env)
     return args
 
@@ -542,11 +561,15 @@ def main(argv: list[str] | None = None) -> None:
     print(f"bench: logs in {workdir}", flush=True)
     modes = args.modes.split(",")
     # `search` and `reports` (bench/search.py, bench/reports.py) need neither Redis nor the
-    # servers: the rest run only when asked for.
-    streaming = [mode for mode in modes if mode not in ("search", "reports")]
-    run = Run(args, workdir) if streaming else None
+    # servers: the rest run only when asked for. `nginx` runs servers of its own, on the run's
+    # Redis, client and publisher.
+    streaming = [mode for mode in modes if mode not in ("search", "reports", "nginx")]
+    if "nginx" in modes:
+        nginx_bench.check_nginx()
+    run = Run(args, workdir) if streaming or "nginx" in modes else None
     searched = None
     reported = None
+    proxied = None
     try:
         if run is not None:
             run.migrate()
@@ -562,6 +585,9 @@ def main(argv: list[str] | None = None) -> None:
             searched = search.measure(workdir, args.search_postgres or None)
         if "reports" in modes:
             reported = report_bench.measure(workdir, args.search_postgres or None)
+        if "nginx" in modes:
+            assert run is not None
+            proxied = nginx_bench.measure(run, args)
     finally:
         if run is not None:
             run.close()
@@ -573,6 +599,7 @@ def main(argv: list[str] | None = None) -> None:
         "scenarios": run.scenarios if run is not None else [],
         **({"search": searched} if searched is not None else {}),
         **({"reports": reported} if reported is not None else {}),
+        **({"nginx": proxied} if proxied is not None else {}),
     }
     stem = started.strftime("%Y-%m-%d") + (f"-{args.tag}" if args.tag else "")
     path = args.out / f"{stem}.json"
