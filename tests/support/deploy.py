@@ -31,6 +31,7 @@ from typing import Any
 
 from tests.support.databases import scratch_database_url
 from tests.support.procs import (
+    LOG_FILES,
     ROOT,
     SERVICE_TOKEN,
     Daphne,
@@ -262,6 +263,8 @@ class UnitDaphne(Daphne):
         self.command = daphne_command(self.port)
         assert Path(self.command[0]).exists(), f"{self.command[0]} is missing"
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        if self.log_path:
+            LOG_FILES.append(self.log_path)  # read for secrets at the end of the run (tests/conftest.py)
         self.proc = subprocess.Popen(self.command, cwd=ROOT, env=self.env, stdout=log, stderr=log)
         wait_until(self.healthy, timeout=20, what=f"daphne on {self.port}")
         return self
