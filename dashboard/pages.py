@@ -23,7 +23,7 @@ from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 
-from dashboard import availability, history, reports
+from dashboard import availability, history, report_tables, reports
 from dashboard.models import ChatSession
 from realtime import outbox
 from realtime.auth import Principal
@@ -143,7 +143,7 @@ def reports_page(request: HttpRequest) -> HttpResponse:
         return render(request, "dashboard/reports.html", refused, status=400)
     report = reports.compute(period)
     if fmt == "csv":
-        response = HttpResponse(reports.to_csv(report), content_type="text/csv; charset=utf-8")
+        response = HttpResponse(report_tables.to_csv(report), content_type="text/csv; charset=utf-8")
         name = f"report-{period.first.isoformat()}-to-{period.last.isoformat()}.csv"
         response["Content-Disposition"] = f'attachment; filename="{name}"'
         return response
@@ -152,7 +152,7 @@ def reports_page(request: HttpRequest) -> HttpResponse:
     context: dict[str, Any] = {
         "nav": "reports",
         "report": report,
-        "tables": {table.id: table for table in reports.tables(report)},
+        "tables": {table.id: table for table in report_tables.tables(report)},
         "sent": query,
         "csv_url": "?" + urlencode({**query, "format": "csv"}),
         "shortcuts": [
@@ -160,12 +160,12 @@ def reports_page(request: HttpRequest) -> HttpResponse:
             for label, days in (("Last 7 days", 7), ("Last 30 days", 30), ("Last 90 days", 90))
         ],
         "durations": {
-            "wait_p50": reports.clock_text(report.wait.p50),
-            "wait_p90": reports.clock_text(report.wait.p90),
-            "response_p50": reports.clock_text(report.response.p50),
-            "response_p90": reports.clock_text(report.response.p90),
+            "wait_p50": report_tables.clock_text(report.wait.p50),
+            "wait_p90": report_tables.clock_text(report.wait.p90),
+            "response_p50": report_tables.clock_text(report.response.p50),
+            "response_p90": report_tables.clock_text(report.response.p90),
         },
-        "page": _config(request, report=reports.chart_data(report)),
+        "page": _config(request, report=report_tables.chart_data(report)),
     }
     return render(request, "dashboard/reports.html", context)
 
