@@ -32,7 +32,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from dashboard import record
+from dashboard import customers, record
 from dashboard.models import ChatSession, Status
 from dashboard.session_keys import sync_all_to_redis, sync_to_redis
 from realtime.auth import Principal
@@ -124,7 +124,10 @@ def escalate(name: str, *, by: Principal, reason: str = "", data: dict[str, Any]
     reason = _valid_text(reason, "reason", MAX_REASON_CHARS, allow_empty=True)
     if data is not None and not isinstance(data, dict):
         raise InvalidInput("data must be a JSON object")
-    customer = valid_customer((data or {}).get("customer"))
+    try:
+        customer = customers.valid_customer((data or {}).get("customer"))
+    except customers.InvalidCustomer as exc:
+        raise InvalidInput(str(exc)) from None
     _require_sources(by, "transfer_request", "status_change")
     for _ in range(ESCALATE_ATTEMPTS):
         now = timezone.now()
@@ -137,7 +140,7 @@ def escalate(name: str, *, by: Principal, reason: str = "", data: dict[str, Any]
             "reason": reason,
             "awaiting_reply_since": None,
             # A customer the bot names again replaces the old details; one it does not keeps them.
-            **(_customer_columns(customer) if customer else {}),
+            **(customers.columns(customer) if customer else {}),
         }
         with transaction.atomic():
             previous = _move(name, (Status.AI_HANDLING, Status.CLOSED), Status.WAITING_AGENT, **changes)
@@ -159,7 +162,7 @@ def escalate(name: str, *, by: Principal, reason: str = "", data: dict[str, Any]
                             created_at=now,
                             escalated_at=now,
                             reason=reason,
-                            **_customer_columns(customer),
+                            **customers.columns(customer),
                         )
                 except IntegrityError:
                     continue  # PostgreSQL: another process created it meanwhile; look again
@@ -410,59 +413,6 @@ def session_history(
     """The latest `limit` events of session `name` from the record, oldest first (see
     `dashboard.record.transcript`)."""
     return record.transcript(valid_name(name), upto=upto, limit=limit, waiting=waiting)
-
-
-# --- customers -----------------------------------------------------------------------
-
-# `data.customer` of an escalation: who the customer is, shown to agents (docs/sessions.md).
-CUSTOMER_LIMITS = {"id": 64, "name": 200, "email": 254}
-MAX_CUSTOMER_FIELDS = 20
-MAX_FIELD_NAME = 64
-MAX_FIELD_VALUE = 500
-
-
-def valid_customer(value: object) -> dict[str, Any]:
-    """`data.customer` checked and normalised to {"id", "name", "email", "fields"} ({} if absent).
-
-    Every other key is a free field shown in the customer panel: strings, numbers and booleans
-    only, so a page never has to render a nested structure it cannot lay out.
-    """
-    if value is None:
-        return {}
-    if isinstance(value, str):
-        value = {"name": value}  # a bare string is the customer's name
-    if not isinstance(value, dict):
-        raise InvalidInput("data.customer must be a JSON object (or a string: the customer's name)")
-    customer: dict[str, Any] = {}
-    for key, limit in CUSTOMER_LIMITS.items():
-        if key in value and value[key] is not None:
-            customer[key] = _valid_text(value[key], f"data.customer.{key}", limit, allow_empty=True).strip()
-    if customer.get("id"):
-        try:
-            validate_name(customer["id"], "data.customer.id")
-        except InvalidChannel as exc:
-            raise InvalidInput(str(exc)) from None
-    fields = {key: item for key, item in value.items() if key not in CUSTOMER_LIMITS}
-    if len(fields) > MAX_CUSTOMER_FIELDS:
-        raise InvalidInput(f"data.customer has {len(fields)} free fields; the limit is {MAX_CUSTOMER_FIELDS}")
-    for key, item in fields.items():
-        if not key.strip() or len(key) > MAX_FIELD_NAME:
-            raise InvalidInput(f"data.customer field names must be 1 to {MAX_FIELD_NAME} characters")
-        if isinstance(item, str):
-            _valid_text(item, f"data.customer.{key}", MAX_FIELD_VALUE, allow_empty=True)
-        elif not isinstance(item, (int, float, bool)) and item is not None:
-            raise InvalidInput(f"data.customer.{key} must be a string, number, boolean or null")
-    if fields:
-        customer["fields"] = fields
-    return {key: item for key, item in customer.items() if item not in ("", None)}
-
-
-def _customer_columns(customer: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "customer": customer,
-        "customer_ref": customer.get("id", ""),
-        "customer_name": customer.get("name", ""),
-    }
 
 
 # --- the machinery -------------------------------------------------------------------
