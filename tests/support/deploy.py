@@ -349,7 +349,7 @@ def negotiated_protocol(port: int) -> str | None:
 
 
 class HTTPSSSEClient(SSEClient):
-    """tests.support.procs.SSEClient over TLS: the same reader and parser, the socket wrapped."""
+    """tests.support.procs.SSEClient over TLS: the same request, reader and parser, the socket wrapped."""
 
     def __init__(
         self,
@@ -359,26 +359,12 @@ class HTTPSSSEClient(SSEClient):
         last_event_id: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
+        super().__init__(f"https://127.0.0.1:{port}", path, token, last_event_id, headers)
+
+    def _connect(self, base_url: str) -> tuple[socket.socket, str]:
+        port = int(base_url.rpartition(":")[2])
         raw = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.sock = tls_context().wrap_socket(raw, server_hostname=SERVER_NAME)
-        lines = [f"GET {path} HTTP/1.1", f"Host: {SERVER_NAME}:{port}", "Accept: text/event-stream"]
-        if token:
-            lines.append(f"Authorization: Bearer {token}")
-        if last_event_id:
-            lines.append(f"Last-Event-ID: {last_event_id}")
-        lines += [f"{key}: {value}" for key, value in (headers or {}).items()]
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        self.status: int | None = None
-        self.headers: dict[str, str] = {}
-        self.events = []
-        self.comments: list[str] = []
-        self.closed = threading.Event()
-        self.opened = threading.Event()
-        self.body = b""
-        self.ended_cleanly = False
-        self.retry: int | None = None
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
+        return tls_context().wrap_socket(raw, server_hostname=SERVER_NAME), f"{SERVER_NAME}:{port}"
 
 
 @dataclass

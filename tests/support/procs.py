@@ -265,9 +265,8 @@ class SSEClient:
         last_event_id: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        host, port = base_url.removeprefix("http://").split(":")
-        self.sock = socket.create_connection((host, int(port)), timeout=10)
-        lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Accept: text/event-stream"]
+        self.sock, authority = self._connect(base_url)
+        lines = [f"GET {path} HTTP/1.1", f"Host: {authority}", "Accept: text/event-stream"]
         if token:
             lines.append(f"Authorization: Bearer {token}")
         if last_event_id:
@@ -289,6 +288,11 @@ class SSEClient:
         self.retry: int | None = None
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
+
+    def _connect(self, base_url: str) -> tuple[socket.socket, str]:
+        """The connected socket and the Host header's value (a subclass may wrap it in TLS)."""
+        host, port = base_url.removeprefix("http://").split(":")
+        return socket.create_connection((host, int(port)), timeout=10), f"{host}:{port}"
 
     def _read(self) -> None:
         buffer = b""
