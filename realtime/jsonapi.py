@@ -15,6 +15,7 @@ from realtime.auth import NotAuthenticated, Principal, principal_from
 from realtime.envelope import InvalidJSON, load_json
 from realtime.errors import ApiError, error_response, from_validation
 from realtime.limits import RateLimited, charge_publish
+from realtime.metrics import database_time
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,8 @@ def api(
                         charge_publish(principal.name, publishes)
                     except RateLimited as exc:
                         raise ApiError(429, str(exc), "rate_limited", retry_after=exc.retry_after) from None
-                return view(request, principal, **kwargs)
+                with database_time(view.__name__):
+                    return view(request, principal, **kwargs)
             except ApiError as error:
                 return error_response(error)
             except ValueError as exc:  # InvalidChannel / InvalidEvent from the bus

@@ -22,11 +22,12 @@ import time
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -104,6 +105,39 @@ def count_request(route: str, method: str, status: int) -> None:
     key = (route, method if method in _METHODS else "other", status)
     with _requests_lock:
         _requests[key] += 1
+
+
+# --- database time of the JSON API's calls --------------------------------------------------
+
+_database: dict[str, list[float]] = {}  # view -> [calls, queries, seconds]
+_database_lock = threading.Lock()
+
+
+@contextmanager
+def database_time(view: str) -> Iterator[None]:
+    """Count the queries of one JSON API call and the time they took, under its view's name.
+
+    Through Django's execute wrapper, in the thread the view runs in: each query's time, not
+    the commit (which is no query) nor waiting for the database's lock."""
+    spent = [0, 0.0]
+
+    def timed(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        began = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            spent[0] += 1
+            spent[1] += time.perf_counter() - began
+
+    try:
+        with connection.execute_wrapper(timed):
+            yield
+    finally:
+        with _database_lock:
+            totals = _database.setdefault(view, [0, 0, 0.0])
+            totals[0] += 1
+            totals[1] += spent[0]
+            totals[2] += spent[1]
 
 
 def who_asked(authorization: str | None, user: Any) -> str:
@@ -325,6 +359,25 @@ class ProductCollector(Collector):
         for (route, method, status), count in sorted(answered):
             requests.add_metric([route, method, str(status)], count)
         yield requests
+        yield from _database_families()
+
+
+def _database_families() -> Iterator[Metric]:
+    with _database_lock:
+        views = sorted((view, list(totals)) for view, totals in _database.items())
+    families = (
+        CounterMetricFamily("helpdesk_api_calls", "JSON API calls answered by this process, by view", labels=["view"]),
+        CounterMetricFamily(
+            "helpdesk_api_db_queries", "Database queries of the JSON API's calls, by view", labels=["view"]
+        ),
+        CounterMetricFamily(
+            "helpdesk_api_db_seconds", "Time in database queries of the JSON API's calls, by view", labels=["view"]
+        ),
+    )
+    for view, totals in views:
+        for family, value in zip(families, totals, strict=True):
+            family.add_metric([view], value)
+    yield from families
 
 
 # The sessions' queue is the dashboard's (realtime never imports it): dashboard.apps adds its

@@ -455,3 +455,32 @@ def test_the_middleware_counts_and_logs_in_an_async_chain_too(rf: Any, caplog: A
     assert response.status_code == 429
     assert metrics._requests[(metrics.UNMATCHED, "POST", 429)] == before + 1
     assert caplog.messages == ["refused POST (unmatched): 429 rate_limited (anonymous from 127.0.0.1)"]
+
+
+@pytest.mark.django_db
+def test_each_api_call_counts_its_database_queries_and_their_time_by_view(scraper: Any, alice: Any) -> None:
+    from django.test import Client
+
+    from tests.support.sessions import post_as, post_service
+
+    def figures(samples: Samples, view: str) -> tuple[float, float, float]:
+        labels = frozenset({"view": view}.items())
+        return tuple(  # type: ignore[return-value]
+            samples.get((f"helpdesk_api_{name}_total", labels), 0.0) for name in ("calls", "db_queries", "db_seconds")
+        )
+
+    assert post_service(Client(), "/api/manual/escalate", {"session_name": "counted"}).status_code == 201
+    before = parse(scraper.get("/metrics").content.decode())
+    assert post_as(alice, "/api/sessions/counted/accept").status_code == 200
+    assert post_as(alice, "/api/sessions/counted/messages", {"text": "hi"}).status_code == 200
+    # A refused call is counted too: its queries are as real as a successful one's.
+    assert post_as(alice, "/api/sessions/counted/accept").status_code == 409
+    after = parse(scraper.get("/metrics").content.decode())
+    calls, queries, seconds = (a - b for a, b in zip(figures(after, "accept"), figures(before, "accept"), strict=True))
+    assert calls == 2
+    assert queries >= 4  # the accept's update, its events in the outbox and the record, at least
+    assert 0 < seconds < 5
+    calls, queries, seconds = (
+        a - b for a, b in zip(figures(after, "messages"), figures(before, "messages"), strict=True)
+    )
+    assert (calls, queries > 0, seconds > 0) == (1, True, True)
