@@ -166,3 +166,37 @@ def test_no_template_needs_inline_script_or_style() -> None:
         if re.search(r"<script(?![^>]*\bsrc=)[^>]*>", text) or re.search(r"\sstyle=|<style\b|\son[a-z]+=", text):
             offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
+
+
+POOL = (
+    "import django; django.setup(); from django.conf import settings as s; "
+    "print(s.DATABASES['default'].get('OPTIONS', {}).get('pool'))"
+)
+
+
+def test_postgresql_connections_are_pooled_per_process_by_default() -> None:
+    done = run(POOL, DJANGO_DEBUG="true", DATABASE_URL="postgres://helpdesk@db.example/helpdesk")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "{'min_size': 2, 'max_size': 10, 'timeout': 10}"
+    sized = run(
+        POOL,
+        DJANGO_DEBUG="true",
+        DATABASE_URL="postgres://helpdesk@db.example/helpdesk",
+        DATABASE_POOL_SIZE="25",
+        DATABASE_POOL_TIMEOUT="3",
+    )
+    assert sized.stdout.strip() == "{'min_size': 2, 'max_size': 25, 'timeout': 3}", sized.stderr
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"DATABASE_POOL_SIZE": "0", "DATABASE_URL": "postgres://helpdesk@db.example/helpdesk"}, {"DATABASE_URL": ""}],
+)
+def test_no_pool_when_turned_off_or_on_sqlite(env: dict[str, str]) -> None:
+    done = run(POOL, DJANGO_DEBUG="true", **env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "None"
+
+
+def test_a_bad_pool_size_stops_start_up_naming_the_variable() -> None:
+    assert "DATABASE_POOL_SIZE" in setup_fails_with(DJANGO_DEBUG="true", DATABASE_POOL_SIZE="lots")
