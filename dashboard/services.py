@@ -452,6 +452,8 @@ def agent_pk_of(by: Principal) -> int:
         validate_name(by.name, "agent_id")
     except InvalidChannel:
         raise Forbidden(f"username {by.name[:80]!r} is not a valid agent_id (A-Z a-z 0-9 _ -)") from None
+    if by.user_id is not None:
+        return by.user_id  # the request's own signed-in, active user
     pk = get_user_model().objects.filter(username=by.name, is_active=True).values_list("pk", flat=True).first()
     if pk is None:
         raise Forbidden(f"no active agent {by.name}")

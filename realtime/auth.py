@@ -8,7 +8,7 @@ derived from this, never from a request body (the defence against forged message
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -26,6 +26,9 @@ class NotAuthenticated(Exception):
 class Principal:
     kind: str  # "agent", "supervisor" or "service"
     name: str  # username, or the service identity
+    # The account's primary key when it came from a signed-in user (already read for the
+    # request): the commands need not look it up again. Not part of who the principal is.
+    user_id: int | None = field(default=None, compare=False)
 
     @property
     def is_service(self) -> bool:
@@ -65,7 +68,7 @@ def principal_from(authorization: str | None, user: Any) -> Principal | None:
             raise NotAuthenticated("unknown service token")
         return Principal("service", identity)
     if user is not None and getattr(user, "is_authenticated", False) and getattr(user, "is_active", False):
-        return Principal("supervisor" if user.is_staff else "agent", user.get_username())
+        return Principal("supervisor" if user.is_staff else "agent", user.get_username(), user.pk)
     return None
 
 
