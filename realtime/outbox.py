@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from realtime import signals
@@ -94,6 +94,12 @@ def flush(limit: int = FLUSH_ROWS) -> dict[str, list[str]]:
 
     layer = get_layer()
     published: dict[str, list[str]] = {}
+    # The connection first, the lock second: the committing threads wait for the lock while
+    # holding their connections, so a flush that took the lock and then waited for a
+    # connection from a pool they had emptied (PostgreSQL, DATABASE_POOL_SIZE) would wait for
+    # ever (until the pool's timeout).
+    connection.ensure_connection()
+    done: list[tuple[list[OutboxEvent], list[str]]] = []
     with _flush_lock:
         rows = list(OutboxEvent.objects.filter(published_at__isnull=True).order_by("pk")[:limit])
         groups: dict[str, list[OutboxEvent]] = {}
@@ -110,17 +116,26 @@ def flush(limit: int = FLUSH_ROWS) -> dict[str, list[str]]:
                 logger.warning("outbox: %d event(s) wait for Redis: %s", len(rows), exc)
                 break
             reached_redis()
-            _mark(members, ids)
+            done.append((members, ids))
             published[key] = ids
             stats["outbox_published"] += len(ids)
+    # Marked after the lock is given back, all in one transaction: the next flush need not wait
+    # for these writes. One that starts meanwhile finds these rows still unmarked and publishes
+    # them again; Redis remembers each batch (OUTBOX_DEDUPE_SECONDS) and answers with the ids it
+    # gave the first time, so no event goes out twice and the order holds.
+    if done:
+        _mark(done)
     return published
 
 
-def _mark(rows: list[OutboxEvent], ids: list[str]) -> None:
+def _mark(done: list[tuple[list[OutboxEvent], list[str]]]) -> None:
     now = timezone.now()
-    for row, event_id in zip(rows, ids, strict=True):
-        row.event_id = event_id
-        row.published_at = now
+    rows = []
+    for members, ids in done:
+        for row, event_id in zip(members, ids, strict=True):
+            row.event_id = event_id
+            row.published_at = now
+            rows.append(row)
     with transaction.atomic():
         OutboxEvent.objects.bulk_update(rows, ["event_id", "published_at"])
         signals.outbox_published.send(sender=OutboxEvent, rows=rows)
@@ -204,7 +219,10 @@ class Relay:
                         logger.info("outbox: pruned %d published event(s)", pruned)
             except Exception:
                 logger.exception("outbox relay step failed")
-                close_old_connections()  # a broken database connection is opened anew next time
+            finally:
+                # A broken connection is opened anew next time; a good one goes back to the
+                # pool (PostgreSQL): the relay sleeps most of the time and must not keep it.
+                close_old_connections()
 
 
 _relay = Relay()

@@ -285,7 +285,11 @@ def _loop(name: str, step: Any, on_error: Any = None) -> None:
     failing = False
     while True:
         try:
-            if step() < READ_COUNT:
+            stored = step()
+            # Back to the pool (PostgreSQL, DATABASE_POOL_SIZE) between steps: a thread that
+            # kept its connection for ever would take one of the few a process has.
+            close_old_connections()
+            if stored < READ_COUNT:
                 time.sleep(LINGER)
         except Exception as exc:
             if isinstance(exc, REDIS_ERRORS):

@@ -174,3 +174,56 @@ def test_the_relay_step_publishes_rows_a_committing_thread_left(bus):
     assert list(done) == ["left-by-a-dead-process"]
     assert [e["payload"] for e in published(bus, channel)] == [{"n": 1}]
     assert outbox.pending_count() == 0
+
+
+def test_a_flush_has_its_database_connection_before_it_takes_the_lock(bus, monkeypatch):
+    # The committing threads wait for the lock holding their connections; a flush that took
+    # the lock and then waited for a connection from the pool they had emptied (PostgreSQL)
+    # would hold every one of them until the pool's timeout.
+    import threading
+
+    from django.db import connection
+
+    order: list[str] = []
+    lock = threading.Lock()
+
+    class Watched:
+        def __enter__(self) -> None:
+            order.append("lock")
+            lock.acquire()
+
+        def __exit__(self, *exc: object) -> None:
+            lock.release()
+
+    real = connection.ensure_connection
+
+    def ensure() -> None:
+        order.append("connection")
+        real()
+
+    monkeypatch.setattr(outbox, "_flush_lock", Watched())
+    monkeypatch.setattr(connection, "ensure_connection", ensure)
+    channel = "sse:session:" + unique("pool")
+    body = draft(channel, "status_change", {}, "ai_chatbot").body
+    OutboxEvent.objects.create(batch="waiting", channel=channel, type="status_change", body=body)
+    order.clear()
+
+    assert list(outbox.flush()) == ["waiting"]
+    assert order[:2] == ["connection", "lock"]
+
+
+def test_a_flush_that_finds_a_batch_published_but_not_yet_marked_sends_nothing_twice(redis_bus):
+    # The marks are written after the lock is given back: a second flush can find the first
+    # one's batch still unmarked. Redis remembers the batch and gives back the same ids.
+    channel = "sse:session:" + unique("unmarked")
+    body = draft(channel, "status_change", {"n": 1}, "ai_chatbot").body
+    OutboxEvent.objects.create(batch="published-once", channel=channel, type="status_change", body=body)
+    OutboxEvent.objects.create(batch="the-next-one", channel=channel, type="status_change", body=body)
+    first = get_layer().publish_batch_sync([draft(channel, "status_change", {"n": 1}, "ai_chatbot")], "published-once")
+
+    done = outbox.flush()
+
+    assert done["published-once"] == first
+    assert [e["id"] for e in history(redis_bus, channel)] == first + done["the-next-one"]
+    assert outbox.pending_count() == 0
+    assert set(OutboxEvent.objects.values_list("event_id", flat=True)) == {*first, *done["the-next-one"]}

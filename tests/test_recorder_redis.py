@@ -272,3 +272,27 @@ def test_a_recorder_far_behind_is_not_waited_for(stoppable_redis, monkeypatch):
 def test_before_id_is_the_greatest_id_below():
     assert recorder.before_id("1700000000000-5") == "1700000000000-4"
     assert recorder.before_id("1700000000000-0") == f"1699999999999-{2**64 - 1}"
+
+
+class _Stop(BaseException):
+    """Ends a recorder's loop in a test (the loop itself never ends on an Exception)."""
+
+
+def test_a_recorder_gives_its_database_connection_back_after_each_step(monkeypatch):
+    # With a pool (PostgreSQL, DATABASE_POOL_SIZE) a thread that kept its connection between
+    # steps would take one of the few a process has, for ever.
+    calls: list[str] = []
+    steps = iter([5, 0])
+
+    def step() -> int:
+        calls.append("step")
+        try:
+            return next(steps)
+        except StopIteration:
+            raise _Stop from None
+
+    monkeypatch.setattr("django.db.close_old_connections", lambda: calls.append("closed"))
+    monkeypatch.setattr(recorder, "LINGER", 0)
+    with pytest.raises(_Stop):
+        recorder._loop("test", step)
+    assert calls == ["step", "closed", "step", "closed", "step"]
