@@ -360,6 +360,33 @@ class ProductCollector(Collector):
             requests.add_metric([route, method, str(status)], count)
         yield requests
         yield from _database_families()
+        yield from _pool_families()
+
+
+# psycopg_pool's get_stats() names, and what each says (PostgreSQL with DATABASE_POOL_SIZE).
+_POOL_GAUGES = {
+    "pool_size": "Connections in this process's pool, busy or not",
+    "pool_available": "Connections in this process's pool waiting for a request",
+    "requests_waiting": "Requests waiting for a connection of this process's pool now",
+}
+_POOL_COUNTERS = {
+    "requests_num": "Connections asked of this process's pool",
+    "requests_queued": "Connections asked of this process's pool that had to wait",
+    "requests_wait_ms": "Milliseconds requests waited for a connection of this process's pool",
+    "requests_errors": "Connections asked of this process's pool that failed (its timeout)",
+}
+
+
+def _pool_families() -> Iterator[Metric]:
+    """The PostgreSQL pool's figures, when there is one (Django keeps one per alias)."""
+    pool = getattr(connection, "_connection_pools", {}).get(connection.alias)
+    if pool is None:
+        return
+    figures = pool.get_stats()  # counters since the pool started, and its measures now
+    for name, documentation in _POOL_GAUGES.items():
+        yield GaugeMetricFamily(f"helpdesk_db_{name}", documentation, value=figures.get(name, 0))
+    for name, documentation in _POOL_COUNTERS.items():
+        yield CounterMetricFamily(f"helpdesk_db_{name}", documentation, value=figures.get(name, 0))
 
 
 def _database_families() -> Iterator[Metric]:

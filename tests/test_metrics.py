@@ -484,3 +484,22 @@ def test_each_api_call_counts_its_database_queries_and_their_time_by_view(scrape
         a - b for a, b in zip(figures(after, "messages"), figures(before, "messages"), strict=True)
     )
     assert (calls, queries > 0, seconds > 0) == (1, True, True)
+
+
+@pytest.mark.django_db
+def test_a_postgresql_pools_waits_are_there_to_see(scraper: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.db import connection
+
+    samples = parse(scraper.get("/metrics").content.decode())
+    assert not any(name.startswith("helpdesk_db_") for name, _ in samples)  # SQLite: no pool
+
+    class Pool:
+        def get_stats(self) -> dict[str, int]:
+            return {"pool_size": 10, "pool_available": 0, "requests_waiting": 3, "requests_num": 40}
+
+    monkeypatch.setattr(connection, "_connection_pools", {connection.alias: Pool()}, raising=False)
+    samples = parse(scraper.get("/metrics").content.decode())
+    assert value(samples, "helpdesk_db_pool_size") == 10
+    assert value(samples, "helpdesk_db_requests_waiting") == 3
+    assert value(samples, "helpdesk_db_requests_num_total") == 40
+    assert value(samples, "helpdesk_db_requests_wait_ms_total") == 0
