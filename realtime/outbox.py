@@ -119,12 +119,11 @@ def flush(limit: int = FLUSH_ROWS) -> dict[str, list[str]]:
             done.append((members, ids))
             published[key] = ids
             stats["outbox_published"] += len(ids)
-    # Marked after the lock is given back, all in one transaction: the next flush need not wait
-    # for these writes. One that starts meanwhile finds these rows still unmarked and publishes
-    # them again; Redis remembers each batch (OUTBOX_DEDUPE_SECONDS) and answers with the ids it
-    # gave the first time, so no event goes out twice and the order holds.
-    if done:
-        _mark(done)
+        # All the batches of one flush marked in one transaction, still under the lock: two
+        # flushes marking the same rows at once (one that found the other's batches published
+        # but not yet marked) deadlock on PostgreSQL, each holding some of the rows.
+        if done:
+            _mark(done)
     return published
 
 

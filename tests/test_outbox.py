@@ -212,9 +212,9 @@ def test_a_flush_has_its_database_connection_before_it_takes_the_lock(bus, monke
     assert order[:2] == ["connection", "lock"]
 
 
-def test_a_flush_that_finds_a_batch_published_but_not_yet_marked_sends_nothing_twice(redis_bus):
-    # The marks are written after the lock is given back: a second flush can find the first
-    # one's batch still unmarked. Redis remembers the batch and gives back the same ids.
+def test_a_flush_that_finds_a_batch_published_but_never_marked_sends_nothing_twice(redis_bus):
+    # A process that died between publishing a batch and marking it: the next flush publishes
+    # it again, and Redis, which remembers the batch, gives back the same ids.
     channel = "sse:session:" + unique("unmarked")
     body = draft(channel, "status_change", {"n": 1}, "ai_chatbot").body
     OutboxEvent.objects.create(batch="published-once", channel=channel, type="status_change", body=body)
