@@ -246,6 +246,14 @@ def naive_server(redis_url: str, log: Path | None) -> Server:
     return Server("naive", daphne_args("bench.naive.asgi:application", port), env, port, log)
 
 
+def naive_centre_server(redis_url: str, db_url: str, log: Path | None) -> Server:
+    """The contact centre the naive Django way (bench/naive/centre_*.py) on the product's
+    database: its accounts, session cookies and tables, none of its realtime code."""
+    port = free_port()
+    env = base_env(REDIS_URL=redis_url, DATABASE_URL=db_url, DJANGO_SETTINGS_MODULE="bench.naive.centre_settings")
+    return Server("naive-centre", daphne_args("bench.naive.centre_asgi:application", port), env, port, log)
+
+
 def raw_server(redis_url: str, log: Path | None) -> Server:
     port = free_port()
     args = [sys.executable, "-m", "bench.raw_server", "--port", str(port), "--redis", redis_url]
