@@ -1,7 +1,9 @@
 """The reconnect storm: one of two daphne processes SIGKILLed under 2,500 SSE streams.
 
-    python -m bench.storm                       # this part alone, on a private Redis (~1 min)
+    python -m bench.storm                       # this part alone, on a private Redis (1-2 min)
     python -m bench.storm --storm-rounds 3      # three storms of each variant
+    python -m bench.storm --storm-backlog 4096  # daphne with a longer listen queue (an experiment)
+    python -m bench.storm --storm-profile       # py-spy on the surviving server, 5 s from the kill
 
 Two product servers on the run's Redis and database, started with a short reconnect delay
 (SSE_RETRY_MS, `--storm-retry-ms`, 500 by default, in the servers' environment). The storm's
@@ -22,7 +24,10 @@ frame on the new server) and has caught up (holds, with no gap, every event any 
 received by the time it resumed); the same less the base delay (the client's own wait); the
 reconnects' set-up times (connect to first frame), failed attempts by kind and retries; per
 stream, every event published in the window exactly once (none missing, none doubled), and
-`reset` events counted apart; the surviving server's CPU from the kill until all caught up.
+`reset` events counted apart; the surviving server's CPU from the kill until the storm ends;
+the connections the kernel dropped at a full listen queue (/proc/net/netstat, machine-wide).
+A storm ends when every killed stream has caught up, been told to reset or given up, or
+`--storm-limit` seconds after the kill.
 """
 
 from __future__ import annotations
@@ -104,6 +109,8 @@ def measure(run: Run, args: argparse.Namespace) -> dict[str, Any]:
         "retry_ms": args.storm_retry_ms,
         "rate": args.storm_rate,
         "goal_s": GOAL_S,
+        "backlog": args.storm_backlog or None,
+        "limit_s": args.storm_limit,
         "storms": [],
     }
     try:
@@ -153,7 +160,7 @@ def one_storm(run: Run, args: argparse.Namespace, client: Controlled, variant: s
             server.args[at : at + 4] = ["-e", endpoint]
         server.start()
     victim, survivor = servers
-    storm: dict[str, Any] = {"variant": variant, "label": label, "backlog": args.storm_backlog or None}
+    storm: dict[str, Any] = {"variant": variant, "label": label}
     publishing: threading.Thread | None = None
     try:
         for server in servers:
@@ -363,6 +370,7 @@ def summary(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "other_cpu_percent": _median([s["cpu_percent"]["other"] for s in storms]),
             "listen_drops": sum(s["listen_drops"].get("ListenDrops", 0) for s in storms),
             "client_lateness_max_ms": max(s["client_lateness_max_ms"] for s in storms),
+            "eof_after_kill_max_ms": max(s["eof_after_kill_max_ms"] or 0.0 for s in storms),
             **{
                 f"{group}_{key}": sum(s[f"{group}_streams"][key] for s in storms)
                 for group in ("victim", "kept")
@@ -402,9 +410,17 @@ def markdown(result: dict[str, Any]) -> list[str]:
         f"`sse:broadcast` at {result['rate']:g} events/s, SSE_RETRY_MS={base}. Each killed stream waits its delay "
         "and reopens on the surviving server with `Last-Event-ID`, as EventSource does: **with jitter** it waits "
         f"the `retry:` its server sent ([{base}, {2 * base}) ms, drawn per stream), **without jitter** {base} ms, "
-        f"all of them in the same instant. Each variant on fresh servers; medians of {storms} storm(s). "
+        f"all of them in the same instant. Each variant on fresh servers; medians of {storms} storm(s), counts "
+        "summed over them. The storm ends when every killed stream has caught up, been told to reset or given "
+        f"up, or {result.get('limit_s', 30):g} s after the kill. "
         "Resumed: its first frame on the new server; caught up: it holds, with no gap, every event any stream "
-        "had by then. Times from the kill, wall clock (reads stamped by the kernel).",
+        "had by then. Times from the kill, wall clock (reads stamped by the kernel). An attempt waits for its "
+        "first frame as a browser does (up to 60 s, longer than a storm is waited for)"
+        + (
+            f"; daphne listening with a backlog of {result['backlog']} (an experiment: as shipped, Twisted's 50)."
+            if result.get("backlog")
+            else "; daphne as shipped (`-b`/`-p`: Twisted's listen backlog of 50)."
+        ),
         "",
         "| metric | " + " | ".join(LABELS[v] for v in variants) + " |",
         "|---|" + "---:|" * len(variants),
@@ -447,10 +463,12 @@ def markdown(result: dict[str, Any]) -> list[str]:
     row("`reset` events (streams)", lambda f: f"{f['victim_resets'] + f['kept_resets']} "
         f"({f['victim_streams_reset'] + f['kept_streams_reset']})")  # fmt: skip
     row("connection attempts dropped at a full listen queue (kernel's ListenDrops)", lambda f: f"{f['listen_drops']}")
-    row("surviving server's CPU, kill -> all caught up: s (% of a core)",
+    row("surviving server's CPU, kill -> end of the storm: s (% of a core)",
         lambda f: f"{f['survivor_cpu_s']:.2f} ({f['survivor_cpu_percent']:.0f} %)")  # fmt: skip
     row("surviving server's CPU before the kill (% of a core)", lambda f: f"{f['survivor_cpu_percent_before']:.0f}")
     row("the rest of the machine during the storm (% of a core)", lambda f: f"{f['other_cpu_percent']:.0f}")
+    row("the load client: last EOF after the kill / its timers late, max (ms)",
+        lambda f: f"{f['eof_after_kill_max_ms']:.0f} / {f['client_lateness_max_ms']:.0f}")  # fmt: skip
     row(f"goal: every killed stream caught up within {result['goal_s']:g} s", lambda f: _verdict(f, result["goal_s"]))
     out.append("")
     return out

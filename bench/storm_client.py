@@ -13,9 +13,10 @@ Once armed, a stream that ends (EOF or reset by the peer) waits its delay and re
 `port` (where a proxy would route it once its server is gone) with `Last-Event-ID` set to
 the last `id:` it received, as EventSource does. The delay is the `retry:` value its server
 sent it (`"delay": "retry"`), or the base delay for every stream (`"base"`: what every client
-would wait if the server sent one fixed `retry:`). A failed attempt (refused, 429/503, no
-first frame in time) is retried after the same delay, at most MAX_ATTEMPTS times; a browser's
-EventSource gives up on a non-200 answer instead, so such answers are counted, not hidden.
+would wait if the server sent one fixed `retry:`). A failed attempt (refused, 429/503, closed,
+no first frame within FIRST_FRAME_TIMEOUT) is retried after the same delay, at most
+MAX_ATTEMPTS times; a browser's EventSource gives up on a non-200 answer instead, so such
+answers are counted, not hidden.
 
 Per frame only bytes are scanned: the last `id:` line, the `"seq":` of each event (counted
 per stream in a bytearray over the window [lo, lo + size), so "every seq exactly once" is a
@@ -51,8 +52,10 @@ BUFFERS = [BUFFER]
 SO_TIMESTAMPNS = 35  # Linux; the socket module does not name it
 TIMESPEC = struct.Struct("qq")
 CMSG_SPACE = socket.CMSG_SPACE(TIMESPEC.size)
-# An attempt that has not shown its first frame by then is given up and retried.
-FIRST_FRAME_TIMEOUT = 15.0
+# An attempt that has not shown its first frame by then is given up and retried. A browser's
+# EventSource has no such timeout (only TCP's own, minutes): longer than any storm is waited for,
+# so that a server slow to answer is measured as slow, not sent a second request on top.
+FIRST_FRAME_TIMEOUT = 60.0
 MAX_ATTEMPTS = 20
 MAX_HEAD = 64 * 1024
 PATH = "/api/broadcast/events"
