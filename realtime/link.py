@@ -41,6 +41,10 @@ if TYPE_CHECKING:
     from realtime.hub import Hub
 
 logger = logging.getLogger(__name__)
+# Resumes (history reads of streams opening with Last-Event-ID) in flight at once, per process:
+# well under the Redis client's connection pool, so that a crowd of reconnecting streams waits
+# for a connection instead of failing to get one.
+RESUME_READS_AT_ONCE = 32
 
 # An idle connection is pinged after this long; traffic proves it alive in between.
 PING_AFTER_IDLE = 0.5
@@ -91,6 +95,7 @@ class RedisLink:
         self.history_size = history_size
         self._on_reconnect = on_reconnect
         self.commands: aioredis.Redis = target.async_client()
+        self._resume_gate: asyncio.Semaphore | None = None  # made in the link's own loop
         self._client: aioredis.Redis = target.async_client(pubsub=True)
         self._control = f"sse:link:{uuid.uuid4().hex}"  # keeps the connection in subscribed mode
         self.wanted: set[str] = set()
@@ -374,8 +379,16 @@ class RedisLink:
             logger.debug("closing a broken pub/sub connection failed", exc_info=True)
 
     async def read_resume(self, channels: list[str], after_id: str) -> Resume:
-        """Missed events of `channels` after `after_id`, or a reset (one round trip)."""
-        return await read_resume(self.commands, channels, after_id, self.history_size)
+        """Missed events of `channels` after `after_id`, or a reset (one round trip).
+
+        At most RESUME_READS_AT_ONCE at a time; the rest wait their turn. When a process dies,
+        thousands of streams come back to the others within a second, each with a resume: all
+        at once they took more connections than the client's pool has, and every read that
+        found none became a `reset` (the reconnect storm of bench/README.md)."""
+        if self._resume_gate is None:
+            self._resume_gate = asyncio.Semaphore(RESUME_READS_AT_ONCE)
+        async with self._resume_gate:
+            return await read_resume(self.commands, channels, after_id, self.history_size)
 
     async def close(self) -> None:
         if self._task is not None:

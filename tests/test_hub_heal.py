@@ -147,3 +147,29 @@ def test_after_a_replay_the_link_skips_live_copies_up_to_the_seam_and_nothing_af
         return [e["payload"]["n"] for e in recorder.events]
 
     assert run(scenario) == [1, 2, 3, 4, 5]
+
+
+def test_resumes_wait_their_turn_instead_of_taking_every_connection(monkeypatch: Any) -> None:
+    # A process that died sends thousands of streams to the others at once, each with a resume:
+    # at most RESUME_READS_AT_ONCE read at a time, the rest wait (none fails for want of a
+    # connection and becomes a reset).
+    import realtime.link as link_module
+
+    async def scenario() -> tuple[int, int]:
+        link = RedisLink(RedisTarget(url="redis://127.0.0.1:1/0"), 100)
+        busy = peak = 0
+
+        async def slow_read(client: Any, channels: list[str], after: str, size: int) -> Resume:
+            nonlocal busy, peak
+            busy += 1
+            peak = max(peak, busy)
+            await asyncio.sleep(0.01)
+            busy -= 1
+            return Resume(events=[])
+
+        monkeypatch.setattr(link_module, "read_resume", slow_read)
+        done = await asyncio.gather(*(link.read_resume([CHANNEL], "100-0") for _ in range(200)))
+        await link.close()
+        return peak, sum(1 for resume in done if not resume.reset)
+
+    assert run(scenario) == (link_module.RESUME_READS_AT_ONCE, 200)
