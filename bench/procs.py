@@ -212,7 +212,9 @@ class Server(Proc):
 def daphne_args(app: str, port: int) -> list[str]:
     # -v 0: no access log and Twisted's log goes nowhere (verbosity 1, daphne's default,
     # prints one access-log line per request to stdout).
-    return [sys.executable, "-m", "daphne", "-v", "0", "-b", "127.0.0.1", "-p", str(port), app]
+    # The listen queue of the shipped unit (docs/deploy/systemd/helpdesk-daphne@.service):
+    # -b/-p would give Twisted's 50, and a crowd of reconnecting streams would wait seconds.
+    return [sys.executable, "-m", "daphne", "-v", "0", "-e", f"tcp:port={port}:interface=127.0.0.1:backlog=4096", app]
 
 
 def product_server(
