@@ -227,3 +227,50 @@ def test_a_flush_that_finds_a_batch_published_but_never_marked_sends_nothing_twi
     assert [e["id"] for e in history(redis_bus, channel)] == first + done["the-next-one"]
     assert outbox.pending_count() == 0
     assert set(OutboxEvent.objects.values_list("event_id", flat=True)) == {*first, *done["the-next-one"]}
+
+
+@pytest.fixture
+def running_relay(monkeypatch):
+    """The process's relay thread, as a server process runs it (realtime.background)."""
+    import threading
+
+    steps: list[str] = []
+
+    def step() -> dict[str, list[str]]:
+        steps.append(threading.current_thread().name)
+        return outbox.flush()
+
+    relay = outbox.Relay(step=step, interval=0.2)
+    monkeypatch.setattr(outbox, "_relay", relay)
+    relay.start()
+    yield steps
+    relay.stop()
+
+
+def test_with_a_relay_running_a_commit_hands_its_batch_to_it_and_answers_with_the_ids(bus, running_relay):
+    name = unique("handed")
+    outcome = services.escalate(name, by=BOT)
+
+    assert outcome.events and all(event.id for event in outcome.events)
+    for event in outcome.events:
+        assert event.id in [e["id"] for e in published(bus, event.draft.channel)]
+    assert "sse-outbox-relay" in running_relay  # the relay's thread flushed, not the committing one
+    assert outbox.pending_count() == 0
+
+
+def test_a_batch_another_process_published_first_is_not_waited_for(bus, running_relay, monkeypatch):
+    # Another process's flush took it (its rows are marked) before this relay's step began:
+    # the committing thread stops waiting after the relay's next step and reads the ids the
+    # rows hold.
+    import time
+
+    def elsewhere() -> dict[str, list[str]]:
+        outbox.flush()  # publishes and marks, as the other process would ...
+        return {}  # ... and this relay's own step finds nothing left
+
+    monkeypatch.setattr(outbox.relay(), "step", elsewhere)
+    began = time.monotonic()
+    outcome = services.escalate(unique("elsewhere"), by=BOT)
+
+    assert outcome.events and all(event.id for event in outcome.events)
+    assert time.monotonic() - began < outbox.HANDOFF_SECONDS / 2
