@@ -14,6 +14,7 @@ import http.client
 import json
 import secrets
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -208,3 +209,12 @@ def test_naive_centre_commands_frames_and_record(centre: Centre) -> None:
     closed = ann.wait_for(lambda e: e.event == "status_change" and e.json["payload"]["status"] == "closed", count=2)
     assert sorted(e.json["channel"] for e in closed) == ["sse:broadcast", "sse:session:nc_1"]
     assert "Traceback" not in centre.log.read_text(errors="replace")
+
+
+def test_naive_centre_racing_accepts_one_wins(centre: Centre) -> None:
+    names = [f"nc_race_{i}" for i in range(6)]
+    centre.bot(*[["escalate", name, "race", {}] for name in names])
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for name in names:
+            racing = [pool.submit(centre.post, who, f"/api/sessions/{name}/accept") for who in ("nc_ann", "nc_bob")]
+            assert sorted(f.result()[0] for f in racing) == [200, 409], name
