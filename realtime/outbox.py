@@ -80,6 +80,10 @@ def _after_commit(batch: Batch) -> None:
         # The process's relay publishes it, with every other batch committed meanwhile: one
         # flush for many commits, instead of each committing thread flushing in turn while it
         # holds its database connection (the contact-centre benchmark, bench/README.md).
+        if connection.settings_dict.get("OPTIONS", {}).get("pool"):
+            # Pooled (PostgreSQL): the connection goes back while this thread waits, for the
+            # requests behind it; what the request still reads takes one again.
+            connection.close()
         ids = running.publish(batch.key, HANDOFF_SECONDS)
     else:
         # No relay in this process (tests, management commands, SSE_BACKGROUND=false): flush here.
@@ -285,12 +289,13 @@ class Relay:
                         logger.info("outbox: pruned %d published event(s)", pruned)
             except Exception:
                 logger.exception("outbox relay step failed")
+                # A broken connection is opened anew next time. A good one is kept: committing
+                # threads wait for this thread holding theirs, so with a pool (PostgreSQL) a
+                # relay that had to ask the pool for one could wait behind them for ever.
+                close_old_connections()
             finally:
                 if published is not None:
                     self._told({})  # a step failed: the waiting must not wait for it
-                # A broken connection is opened anew next time; a good one goes back to the
-                # pool (PostgreSQL): the relay sleeps most of the time and must not keep it.
-                close_old_connections()
 
 
 _relay = Relay()
