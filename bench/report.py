@@ -175,6 +175,11 @@ def markdown(results: dict[str, Any]) -> str:
     lines += history_search(results)
     lines += reports_part(results)
     lines += proxy_part(results)
+    lines += centre_part(results)
+    if results.get("storm"):
+        from bench.storm import markdown as storm_markdown
+
+        lines += storm_markdown(results["storm"])
     return "\n".join(lines) + "\n"
 
 
@@ -221,6 +226,13 @@ def history_search(results: dict[str, Any]) -> list[str]:
     if "postgresql" in searched.get("skipped", []):
         out += ["PostgreSQL was not reachable (`--search-postgres`): measured on SQLite only.", ""]
     return out
+
+
+def centre_part(results: dict[str, Any]) -> list[str]:
+    """The contact centre, product against the naive way (bench/centre.py)."""
+    from bench.centre import report_part
+
+    return report_part(results)
 
 
 def proxy_part(results: dict[str, Any]) -> list[str]:

@@ -44,8 +44,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import centre, procs, report, search, storm
 from bench import nginx as nginx_bench
-from bench import procs, report, search
 from bench import reports as report_bench
 from bench.procs import BENCH_TOKEN, ROOT
 
@@ -496,7 +496,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="N = 1000 only, short steps (1-2 minutes)")
     parser.add_argument("--systems", default="product,split,before,raw,naive")
-    parser.add_argument("--modes", default="broadcast,session,command,search,reports,nginx")
+    parser.add_argument("--modes", default="broadcast,session,command,search,reports,nginx,centre,storm")
     parser.add_argument(
         "--before-ref", "--baseline", dest="before_ref", default=BEFORE_REF, help="the git ref the `before` system runs"
     )
@@ -519,6 +519,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=50.0,
         help="`nginx` part: a round in which the rest of the machine took more CPU than this (%% of a core) is redone",
     )
+    parser.add_argument("--centre-systems", default="product,naive", help="`centre` part: the systems it runs")
+    parser.add_argument(
+        "--centre-databases", default="sqlite,postgresql", help="`centre` part: sqlite, postgresql (--search-postgres)"
+    )
+    parser.add_argument("--centre-agents", type=int, default=500)
+    parser.add_argument("--centre-supervisors", type=int, default=20)
+    parser.add_argument("--centre-sessions", type=int, default=2000, help="customers talking to the bot")
+    parser.add_argument(
+        "--centre-rates", default="10,25,50,100,200,400,800", help="`centre` part: messages/s of each step"
+    )
+    parser.add_argument("--centre-step-seconds", type=float, default=None, help="`centre` part (10; --quick: 5)")
+    parser.add_argument("--centre-messages-per-session", type=int, default=6, help="a customer's messages to an agent")
+    parser.add_argument("--centre-leave-share", type=float, default=0.05, help="sessions an agent leaves, not closes")
+    parser.add_argument(
+        "--centre-chatter", type=float, default=33.0, help="bot-phase lines/s over the customers the bot talks to"
+    )
+    storm.add_arguments(parser)
     parser.add_argument("--sizes", default=None, help="comma-separated N (default 1000,5000; --quick: 1000)")
     parser.add_argument("--step-seconds", type=float, default=None, help="seconds of publishing per step")
     parser.add_argument("--max-steps", type=int, default=None, help="saturation-search steps per scenario")
@@ -548,6 +565,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.step_seconds = args.step_seconds or (2.0 if args.quick else 4.0)
     args.max_steps = args.max_steps if args.max_steps is not None else (4 if args.quick else 6)
     args.nginx_rounds = args.nginx_rounds or (1 if args.quick else 3)
+    args.centre_step_seconds = args.centre_step_seconds or (5.0 if args.quick else 10.0)
+    args.centre_rates = [float(x) for x in args.centre_rates.split(",")]
     args.product_env = dict(item.split("=", 1) for item in args.env)
     return args
 
@@ -563,13 +582,15 @@ def main(argv: list[str] | None = None) -> None:
     # `search` and `reports` (bench/search.py, bench/reports.py) need neither Redis nor the
     # servers: the rest run only when asked for. `nginx` runs servers of its own, on the run's
     # Redis, client and publisher.
-    streaming = [mode for mode in modes if mode not in ("search", "reports", "nginx")]
+    streaming = [mode for mode in modes if mode not in ("search", "reports", "nginx", "centre", "storm")]
     if "nginx" in modes:
         nginx_bench.check_nginx()
-    run = Run(args, workdir) if streaming or "nginx" in modes else None
+    run = Run(args, workdir) if streaming or {"nginx", "centre", "storm"} & set(modes) else None
     searched = None
     reported = None
     proxied = None
+    centred = None
+    stormed = None
     try:
         if run is not None:
             run.migrate()
@@ -588,6 +609,12 @@ def main(argv: list[str] | None = None) -> None:
         if "nginx" in modes:
             assert run is not None
             proxied = nginx_bench.measure(run, args)
+        if "centre" in modes:
+            assert run is not None
+            centred = centre.measure(run, args)
+        if "storm" in modes:
+            assert run is not None
+            stormed = storm.measure(run, args)
     finally:
         if run is not None:
             run.close()
@@ -600,6 +627,8 @@ def main(argv: list[str] | None = None) -> None:
         **({"search": searched} if searched is not None else {}),
         **({"reports": reported} if reported is not None else {}),
         **({"nginx": proxied} if proxied is not None else {}),
+        **({"centre": centred} if centred is not None else {}),
+        **({"storm": stormed} if stormed is not None else {}),
     }
     stem = started.strftime("%Y-%m-%d") + (f"-{args.tag}" if args.tag else "")
     path = args.out / f"{stem}.json"
@@ -607,6 +636,8 @@ def main(argv: list[str] | None = None) -> None:
     table = report.markdown(results)
     (args.out / f"{stem}.md").write_text(table)
     chart = report.chart(results, args.out / f"{stem}.png") if results["scenarios"] else None
+    if centred is not None:
+        chart = centre.chart(results, args.out / f"{stem}-centre.png") or chart
     print("\n" + table)
     no_chart = " (no chart: matplotlib is not installed)" if results["scenarios"] else " (no streams, no chart)"
     print(f"results: {path}" + (f", chart: {chart}" if chart else no_chart))
