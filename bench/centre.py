@@ -327,7 +327,7 @@ def fmt(summary: dict[str, Any]) -> str:
 
 def measure(run: Run, args: argparse.Namespace) -> dict[str, Any]:
     """The contact-centre part: each system on SQLite and (when one answers) PostgreSQL."""
-    from bench import search
+    from bench import dblimit, search
 
     out: dict[str, Any] = {"runs": [], "skipped": []}
     wanted = args.centre_databases.split(",")
@@ -337,8 +337,17 @@ def measure(run: Run, args: argparse.Namespace) -> dict[str, Any]:
         databases.append(("postgresql", args.search_postgres, admin))
     elif "postgresql" in wanted:
         out["skipped"].append("postgresql")
+    out["limits"] = {}
     try:
         for database, admin_url, _ in databases:
+            # The database's own limit first, on a fresh database of its own (bench/dblimit.py).
+            print(f"\n== the database's own limit: {database}", flush=True)
+            out["limits"][database] = (
+                dblimit.measure(f"sqlite:///{run.workdir / 'dblimit.sqlite3'}")
+                if database == "sqlite"
+                else dblimit.measure_on_postgres(admin_url)
+            )
+            print(f"   {out['limits'][database]['tx_per_s']:.0f} message transactions/s", flush=True)
             for system in args.centre_systems.split(","):
                 if database == "sqlite":
                     db_url = f"sqlite:///{run.workdir / f'centre-{system}.sqlite3'}"
@@ -492,10 +501,21 @@ def report_part(results: dict[str, Any]) -> list[str]:
         runs = {r["system"]: r for r in part["runs"] if r["database"] == database}
         if "product" not in runs:
             continue
-        limit = (part.get("limits") or {}).get(database, {}).get("per_s")
+        limit = (part.get("limits") or {}).get(database, {}).get("tx_per_s")
         name = "SQLite" if database == "sqlite" else "PostgreSQL"
         naive = runs.get("naive")
-        out += [f"#### {name}" + (f" (its own limit: {limit:,.0f} message transactions/s)" if limit else ""), ""]
+        figures = (part.get("limits") or {}).get(database, {})
+        marked = (figures.get("with_publish_marks") or {}).get("messages_per_s")
+        out += [
+            f"#### {name}"
+            + (
+                f": its own limit {limit:,.0f} message transactions/s"
+                + (f", {marked:,.0f} messages/s with the outbox's marks" if marked else "")
+                if limit
+                else ""
+            ),
+            "",
+        ]
         heads = ["product"] + (["naive Django", "product / naive"] if naive else [])
         out += ["| metric | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
         for label, ours, theirs in summary_rows(runs["product"], naive, limit):

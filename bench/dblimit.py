@@ -264,7 +264,7 @@ def child(seconds: float) -> dict[str, Any]:
 # --- the command line ------------------------------------------------------------------
 
 
-def _scratch(admin_url: str, seconds: float) -> dict[str, Any]:
+def measure_on_postgres(admin_url: str, seconds: float = 5.0) -> dict[str, Any]:
     """A scratch database of this process's own on that server, dropped afterwards."""
     from bench import search
 
@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         result = child(args.seconds)
     elif args.postgres_admin:
-        result = _scratch(args.postgres_admin, args.seconds)
+        result = measure_on_postgres(args.postgres_admin, args.seconds)
     else:
         result = measure(args.db, args.seconds)
     print(json.dumps(result))
