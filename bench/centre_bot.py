@@ -27,14 +27,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import socket
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from bench.wire import control, prepare
 
 LINES = (
     "I ordered a kettle last week and it still has not arrived",
@@ -235,63 +235,47 @@ async def listen(port: int, auth: str, bot: Bot) -> None:
 
 
 async def serve(system: str) -> None:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     publish, escalate = system_calls(system)
-    bot: Bot | None = None
-    runner: asyncio.Task[Any] | None = None
+    state: dict[str, Any] = {}
 
-    def reply(value: dict[str, Any]) -> None:
-        sys.stdout.write(json.dumps(value) + "\n")
-        sys.stdout.flush()
+    async def start(command: dict[str, Any]) -> dict[str, Any]:
+        bot = state["bot"] = Bot(command, publish, escalate)
+        listener = asyncio.ensure_future(listen(int(command["port"]), command["auth"], bot))
+        state["tasks"] = [listener, asyncio.ensure_future(run(bot))]
+        await asyncio.sleep(0.5)  # the stream is open before anything is escalated
+        return {"ok": not listener.done(), "sessions": len(bot.live)}
 
-    async def run(current: Bot) -> None:
-        last = time.monotonic()
-        while True:
-            await asyncio.sleep(0.005)
-            now = time.monotonic()
-            current.tick(now - last)
-            last = now
+    def rate(command: dict[str, Any]) -> dict[str, Any]:
+        bot = state["bot"]
+        bot.rates.update({k: float(v) for k, v in command.items() if k in bot.rates})
+        return {"ok": True, "handled": len(bot.handled), "done": bot.done, "errors": bot.errors}
 
+    def log(command: dict[str, Any]) -> dict[str, Any]:
+        bot = state["bot"]
+        return {"customer": {str(k): v for k, v in bot.log.items()}, "done": bot.done, "errors": bot.errors}
+
+    def quit_(command: dict[str, Any]) -> None:
+        for task in state.get("tasks", []):
+            task.cancel()
+
+    await control({"start": start, "rate": rate, "log": log, "quit": quit_})
+
+
+async def run(bot: Bot) -> None:
+    """The schedule's clock: every 5 ms, what is due at each rate."""
+    last = time.monotonic()
     while True:
-        line = await reader.readline()
-        if not line:
-            break
-        command = json.loads(line)
-        cmd = command["cmd"]
-        if cmd == "start":
-            bot = Bot(command, publish, escalate)
-            listener = asyncio.ensure_future(listen(int(command["port"]), command["auth"], bot))
-            runner = asyncio.ensure_future(run(bot))
-            await asyncio.sleep(0.5)  # the stream is open before anything is escalated
-            reply({"ok": not listener.done(), "sessions": len(bot.live)})
-        elif cmd == "rate":
-            assert bot is not None
-            bot.rates.update({k: float(v) for k, v in command.items() if k in bot.rates})
-            reply({"ok": True, "handled": len(bot.handled), "done": bot.done, "errors": bot.errors})
-        elif cmd == "log":
-            assert bot is not None
-            reply({"customer": {str(k): v for k, v in bot.log.items()}, "done": bot.done, "errors": bot.errors})
-        elif cmd == "quit":
-            if runner is not None:
-                runner.cancel()
-            reply({"ok": True})
-            break
-        else:
-            reply({"error": f"unknown command {cmd!r}"})
+        await asyncio.sleep(0.005)
+        now = time.monotonic()
+        bot.tick(now - last)
+        last = now
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--system", choices=["product", "naive"], default="product")
     args = parser.parse_args()
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    prepare()
     asyncio.run(serve(args.system))
 
 

@@ -33,7 +33,6 @@ import asyncio
 import json
 import random
 import socket
-import struct
 import sys
 import time
 from array import array
@@ -41,21 +40,12 @@ from collections import deque
 from typing import Any
 from urllib.parse import quote
 
-from bench.procs import raise_file_limit
+from bench.wire import VIEW, control, prepare, receive, stamp_arrivals
 
 MARK = b"#q"
 CHANNEL = b'"channel":"sse:'
 STAMP = b'"timestamp":'
 SESSION = b'"session_name":"'
-BUFFER = bytearray(256 * 1024)
-VIEW = memoryview(BUFFER)
-BUFFERS = [BUFFER]
-# SO_TIMESTAMPNS (Linux): the kernel stamps each read with the time the bytes arrived, so this
-# process's own delays in getting round to its sockets are not counted against the servers
-# (as in bench/client.py).
-SO_TIMESTAMPNS = 35
-TIMESPEC = struct.Struct("qq")
-CMSG_SPACE = socket.CMSG_SPACE(TIMESPEC.size)
 # The kinds of channel a copy came on, as the key's two low bits.
 KINDS = {ord("b"): 0, ord("a"): 1, ord("s"): 2}
 BROADCAST, AGENT, OWN_SESSION = 0, 1, 2
@@ -118,7 +108,7 @@ class Stream:
         try:
             await loop.sock_connect(sock, ("127.0.0.1", port))
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            stamp_arrivals(sock)
             await loop.sock_sendall(sock, request)
         except OSError:
             sock.close()
@@ -134,21 +124,14 @@ class Stream:
         sock = self.sock
         if sock is None:
             return
-        try:
-            size, ancillary, _, _ = sock.recvmsg_into(BUFFERS, CMSG_SPACE)
-        except (BlockingIOError, InterruptedError):
+        got = receive(sock)
+        if got is None:
             return
-        except OSError:
-            size, ancillary = 0, []
+        size, now = got
         if not size:
             self.close()
             self.centre.spawn(self.reconnect())
             return
-        if ancillary:
-            seconds, nanoseconds = TIMESPEC.unpack_from(ancillary[0][2])
-            now = seconds + nanoseconds * 1e-9
-        else:
-            now = time.time()
         data = VIEW[:size].tobytes()
         if self.head:
             data = self.rest + data
@@ -549,54 +532,31 @@ def summary(values: array) -> dict[str, float]:
 
 
 async def serve() -> None:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=1 << 30)  # the audit brings the bot's whole log
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    centre: Centre | None = None
+    state: dict[str, Centre] = {}
 
-    def reply(value: dict[str, Any]) -> None:
-        sys.stdout.write(json.dumps(value) + "\n")
-        sys.stdout.flush()
+    async def start(command: dict[str, Any]) -> dict[str, Any]:
+        state["centre"] = Centre(command)
+        return await state["centre"].start()
 
-    while True:
-        line = await reader.readline()
-        if not line:
-            break
-        command = json.loads(line)
-        cmd = command["cmd"]
-        if cmd == "start":
-            centre = Centre(command)
-            reply(await centre.start())
-        elif cmd == "window":
-            assert centre is not None
-            centre.window = Window()
-            centre.window.lo = float(command["lo"])
-            reply({"ok": True})
-        elif cmd == "stats":
-            assert centre is not None
-            reply(centre.stats(float(command["hi"])))
-        elif cmd == "audit":
-            assert centre is not None
-            reply(centre.audit(command["customer"]))
-        elif cmd == "quit":
-            reply({"ok": True})
-            break
-        else:
-            reply({"error": f"unknown command {cmd!r}"})
+    def window(command: dict[str, Any]) -> dict[str, Any]:
+        state["centre"].window = Window()
+        state["centre"].window.lo = float(command["lo"])
+        return {"ok": True}
+
+    await control(
+        {
+            "start": start,
+            "window": window,
+            "stats": lambda c: state["centre"].stats(float(c["hi"])),
+            "audit": lambda c: state["centre"].audit(c["customer"]),
+        }
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
-    args = parser.parse_args()
-    raise_file_limit()
-    if args.loop == "uvloop":
-        try:
-            import uvloop
-
-            uvloop.install()
-        except ImportError:
-            pass
+    prepare(parser.parse_args().loop)
     asyncio.run(serve())
 
 

@@ -26,30 +26,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import json
 import math
-import os
 import socket
 import ssl
-import struct
-import sys
 import time
 from array import array
 from typing import Any
 
-from bench.procs import raise_file_limit
+from bench.wire import VIEW, control, prepare, receive, stamp_arrivals
 
 SEQ = b'"seq":'
 STAMP = b'"timestamp":'
-# One read buffer for all sockets (one thread): no 256 KiB allocation per read.
-BUFFER = bytearray(256 * 1024)
-VIEW = memoryview(BUFFER)
-BUFFERS = [BUFFER]
-# SO_TIMESTAMPNS (Linux; the socket module does not name it): the kernel stamps each read
-# with the time the bytes arrived in the socket, as a struct timespec.
-SO_TIMESTAMPNS = 35
-TIMESPEC = struct.Struct("qq")
-CMSG_SPACE = socket.CMSG_SPACE(TIMESPEC.size)
 
 
 class Stats:
@@ -101,23 +88,14 @@ class Conn:
         self.pending = b""
 
     def readable(self) -> None:
-        try:
-            size, ancillary, _, _ = self.sock.recvmsg_into(BUFFERS, CMSG_SPACE)
-        except (BlockingIOError, InterruptedError):
+        got = receive(self.sock, self.clock == "kernel")
+        if got is None:
             return
-        except OSError:
-            size, ancillary = 0, []
+        size, now = got
         data = VIEW[:size].tobytes()
         if not data:
             self.lost()
             return
-        if ancillary and self.clock == "kernel":
-            # When the kernel put the bytes into this socket: what the client's own
-            # scheduling delays after that does not count against the server.
-            seconds, nanoseconds = TIMESPEC.unpack_from(ancillary[0][2])
-            now = seconds + nanoseconds * 1e-9
-        else:
-            now = time.time()
         if self.tls is not None:
             data = self.decrypt(data)
             if not data:
@@ -171,7 +149,7 @@ class Conn:
         plain = []
         while True:
             try:
-                piece = self.tls.read(len(BUFFER))
+                piece = self.tls.read(len(VIEW))
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLError:
@@ -293,7 +271,7 @@ class Client:
             async with gate:
                 try:
                     await loop.sock_connect(sock, ("127.0.0.1", port))
-                    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                    stamp_arrivals(sock)
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     request = request_for(path_for(mode, index), port, token)
                     if tls:
@@ -396,44 +374,24 @@ class Client:
 
 
 async def serve() -> None:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=1 << 20)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     client = Client()
-
-    def reply(value: dict[str, Any]) -> None:
-        sys.stdout.write(json.dumps(value) + "\n")
-        sys.stdout.flush()
-
-    while True:
-        line = await reader.readline()
-        if not line:
-            return
-        command = json.loads(line)
-        name = command["cmd"]
-        if name == "connect":
-            reply(
-                await client.connect(
-                    command["ports"],
-                    command["mode"],
-                    command["n"],
-                    command["token"],
-                    command.get("concurrency", 64),
-                    command.get("clock", "kernel"),
-                    command.get("tls", False),
-                )
-            )
-        elif name == "window":
-            reply(client.window(command["lo"]))
-        elif name == "count":
-            reply(client.count())
-        elif name == "stats":
-            reply(client.result(command["hi"]))
-        elif name == "close":
-            reply(await client.close())
-        elif name == "quit":
-            reply({"bye": True})
-            return
+    await control(
+        {
+            "connect": lambda c: client.connect(
+                c["ports"],
+                c["mode"],
+                c["n"],
+                c["token"],
+                c.get("concurrency", 64),
+                c.get("clock", "kernel"),
+                c.get("tls", False),
+            ),
+            "window": lambda c: client.window(c["lo"]),
+            "count": lambda c: client.count(),
+            "stats": lambda c: client.result(c["hi"]),
+            "close": lambda c: client.close(),
+        }
+    )
 
 
 def main() -> None:
@@ -442,25 +400,7 @@ def main() -> None:
     parser.add_argument("--sched", choices=["idle", "batch", "normal"], default="batch")
     parser.add_argument("--nice", type=int, default=0)
     args = parser.parse_args()
-    if args.sched == "idle":
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    elif args.sched == "batch":
-        # SCHED_BATCH: the client never preempts a server on wake-up. Otherwise each byte a
-        # server sends on loopback wakes the client, which takes the core from the server in
-        # the middle of its fan-out: the instrument would slow down what it measures.
-        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
-    if args.nice:
-        os.nice(args.nice)
-    limit = raise_file_limit()
-    if limit < 6000:
-        print(f"warning: RLIMIT_NOFILE is {limit}; 5000 connections need more", file=sys.stderr)
-    if args.loop == "uvloop":
-        try:
-            import uvloop
-
-            uvloop.install()
-        except ImportError:
-            print("uvloop is not installed; using the stock asyncio loop", file=sys.stderr)
+    prepare(args.loop, args.sched, args.nice, files=6000)
     asyncio.run(serve())
 
 

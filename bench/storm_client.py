@@ -29,29 +29,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import socket
-import struct
-import sys
 import time
 from array import array
 from collections import Counter
 from typing import Any
 
-from bench.procs import raise_file_limit
+from bench.wire import VIEW, control, prepare, receive, stamp_arrivals
 
 SEQ = b'"seq":'
 ID = b"\nid: "
 RETRY = b"retry: "
 RESET = b"event: reset"
 STATUS = b"event: bus_status"
-BUFFER = bytearray(256 * 1024)
-VIEW = memoryview(BUFFER)
-BUFFERS = [BUFFER]
-SO_TIMESTAMPNS = 35  # Linux; the socket module does not name it
-TIMESPEC = struct.Struct("qq")
-CMSG_SPACE = socket.CMSG_SPACE(TIMESPEC.size)
 # An attempt that has not shown its first frame by then is given up and retried. A browser's
 # EventSource has no such timeout (only TCP's own, minutes): longer than any storm is waited for,
 # so that a server slow to answer is measured as slow, not sent a second request on top.
@@ -189,7 +179,7 @@ class Stream:
         self.connect_at = time.time()
         try:
             await asyncio.wait_for(loop.sock_connect(sock, ("127.0.0.1", port)), FIRST_FRAME_TIMEOUT)
-            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            stamp_arrivals(sock)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             await loop.sock_sendall(sock, self.storm.request(port, self.last_id))
         except (OSError, TimeoutError) as exc:
@@ -273,20 +263,13 @@ class Stream:
         sock = self.sock
         if sock is None:
             return
-        try:
-            size, ancillary, _, _ = sock.recvmsg_into(BUFFERS, CMSG_SPACE)
-        except (BlockingIOError, InterruptedError):
+        got = receive(sock, self.storm.clock == "kernel")
+        if got is None:
             return
-        except OSError:
-            size, ancillary = 0, []
+        size, now = got
         if not size:
-            self.ended(time.time())
+            self.ended(now)
             return
-        if ancillary and self.storm.clock == "kernel":
-            seconds, nanoseconds = TIMESPEC.unpack_from(ancillary[0][2])
-            now = seconds + nanoseconds * 1e-9
-        else:
-            now = time.time()
         data = VIEW[:size].tobytes()
         if self.head:
             data = self.rest + data
@@ -523,34 +506,16 @@ class Client:
 
 
 async def serve() -> None:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=1 << 20)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     client = Client()
-
-    def reply(value: dict[str, Any]) -> None:
-        sys.stdout.write(json.dumps(value) + "\n")
-        sys.stdout.flush()
-
-    while True:
-        line = await reader.readline()
-        if not line:
-            return
-        command = json.loads(line)
-        name = command["cmd"]
-        if name == "open":
-            reply(await client.open(command))
-        elif name == "arm":
-            reply(client.arm(command))
-        elif name == "status":
-            reply(client.status(command["hi"]))
-        elif name == "result":
-            reply(client.result(command["t_kill"], command["hi"]))
-        elif name == "close":
-            reply(await client.close())
-        elif name == "quit":
-            reply({"bye": True})
-            return
+    await control(
+        {
+            "open": client.open,
+            "arm": client.arm,
+            "status": lambda c: client.status(c["hi"]),
+            "result": lambda c: client.result(c["t_kill"], c["hi"]),
+            "close": lambda c: client.close(),
+        }
+    )
 
 
 def main() -> None:
@@ -558,21 +523,7 @@ def main() -> None:
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="uvloop")
     parser.add_argument("--sched", choices=["idle", "batch", "normal"], default="batch")
     args = parser.parse_args()
-    if args.sched == "idle":
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    elif args.sched == "batch":
-        # As bench/client.py: the client never preempts a server on wake-up.
-        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
-    limit = raise_file_limit()
-    if limit < 6000:
-        print(f"warning: RLIMIT_NOFILE is {limit}; 5000 connections need more", file=sys.stderr)
-    if args.loop == "uvloop":
-        try:
-            import uvloop
-
-            uvloop.install()
-        except ImportError:
-            print("uvloop is not installed; using the stock asyncio loop", file=sys.stderr)
+    prepare(args.loop, args.sched, files=6000)
     asyncio.run(serve())
 
 
