@@ -222,10 +222,11 @@ def one(run: Run, args: argparse.Namespace, system: str, database: str, db_url: 
                 "messages_per_session": args.centre_messages_per_session,
             }
         )
-        # Warm-up: a session for every agent (25 escalations a second: a morning's opening, not
-        # a storm), then a little talk.
-        bot.call({"cmd": "rate", "escalations": 25.0, "messages": 0.0, "chatter": args.centre_chatter})
-        time.sleep(args.centre_agents / 25.0 + 3)
+        # Warm-up: a session for every agent, at a pace both systems keep up with (each
+        # escalation and each accept reaches every stream on sse:broadcast), then a little talk.
+        warm = args.centre_warm_rate
+        bot.call({"cmd": "rate", "escalations": warm, "messages": 0.0, "chatter": args.centre_chatter})
+        time.sleep(args.centre_agents / warm + 5)
         bot.call({"cmd": "rate", "escalations": 0.0, "messages": min(args.centre_rates) / 2})
         time.sleep(3)
         for rate in args.centre_rates:
@@ -238,8 +239,10 @@ def one(run: Run, args: argparse.Namespace, system: str, database: str, db_url: 
                 f"errors {step['statuses'] or '-'} {step['bot_errors'] or ''}",
                 flush=True,
             )
-            # Past the line by far, or nothing got through: the next rates would only say so again.
-            if step["agent"].get("p99_ms", 1e9) > P99_LIMIT_MS * 3 or not step["agent"].get("count"):
+            # Past the line by far twice running (once can be a moment of the machine's), or
+            # nothing got through: the next rates would only say so again.
+            over = [s["agent"].get("p99_ms", 1e9) > P99_LIMIT_MS * 3 for s in result["steps"][-2:]]
+            if (len(over) == 2 and all(over)) or not step["agent"].get("count"):
                 break
         # Quiet, then the audit: every stream, every copy.
         bot.call({"cmd": "rate", "escalations": 0.0, "messages": 0.0, "chatter": 0.0})

@@ -529,6 +529,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--centre-rates", default="10,25,50,100,200,400,800", help="`centre` part: messages/s of each step"
     )
+    parser.add_argument(
+        "--centre-warm-rate", type=float, default=10.0, help="`centre` part: escalations/s of the warm-up"
+    )
     parser.add_argument("--centre-step-seconds", type=float, default=None, help="`centre` part (10; --quick: 5)")
     parser.add_argument("--centre-messages-per-session", type=int, default=6, help="a customer's messages to an agent")
     parser.add_argument("--centre-leave-share", type=float, default=0.05, help="sessions an agent leaves, not closes")
