@@ -56,11 +56,16 @@ def decide_resume(
     newer than `latest`, the last id it handed out); and, per channel, that nothing after the
     id was trimmed away. Trimming removes the oldest first, so a kept entry at or before the
     id proves nothing after it was lost.
+
+    The greatest id below the first one (`before_id(origin)`) counts as this life's too: no
+    id lies between the two, so nothing can have been lost there. A snapshot's cursor is
+    such an id when the first event of a Redis restarted empty is not in the record yet
+    (`realtime.bus.record_cursor`): its stream must get that event, not a `reset`.
     """
     if history_size <= 0:
         return Resume(reset=True, reason="history is turned off")
     wanted = parse_event_id(after_id)
-    if origin is None or wanted < parse_event_id(origin):
+    if origin is None or wanted < parse_event_id(before_id(origin)):
         return Resume(reset=True, reason="the id is older than this bus's history")
     if latest is not None and wanted > parse_event_id(latest):
         # An id from another bus (a Redis whose clock is behind replaced the one that made
@@ -71,6 +76,15 @@ def decide_resume(
             return Resume(reset=True, reason=f"events of {channel} after the id were trimmed")
     ordered = sorted(events, key=lambda e: parse_event_id(e.id))
     return Resume(events=[e for e in ordered if parse_event_id(e.id) > wanted])
+
+
+def before_id(event_id: str) -> str:
+    """The greatest id below `event_id` (ids are `<ms>-<seq>`, seq below 2**64); "0-0" has none
+    below it and stays itself."""
+    ms, seq = parse_event_id(event_id)
+    if seq:
+        return format_event_id(ms, seq - 1)
+    return format_event_id(ms - 1, 2**64 - 1) if ms else format_event_id(0, 0)
 
 
 class IdSequence:

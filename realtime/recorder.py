@@ -36,6 +36,7 @@ from django.conf import settings
 from realtime import signals
 from realtime.channels import SESSION_PREFIX
 from realtime.envelope import InvalidEvent, parse_event_id, parse_incoming, raw_message_id
+from realtime.history import before_id
 from realtime.hub import stats
 from realtime.redis_conn import COMMAND_TIMEOUT, REDIS_ERRORS, RedisTarget, as_text
 from realtime.redis_store import RECORD_STREAM
@@ -148,10 +149,12 @@ class StreamRecorder:
 
 def unrecorded_from(client: redis.Redis) -> str | None:
     """The id before which every event of the record stream is in the database, or None when
-    nothing is outstanding. One round trip.
+    nothing is outstanding. One round trip; two while entries wait to be handed to a recorder.
 
-    The stream's entries carry their events' ids, so this is where the recorders' group got:
-    before the oldest entry read but not acknowledged, else at the last one handed out.
+    The stream's entries carry their events' ids, so this is `before_id` of the first entry not
+    stored yet: the oldest read but not acknowledged, else the first the recorders' group has
+    not been handed, or the stream's first while there is no group (a Redis restarted empty,
+    before a recorder made the group again).
     """
     pipe = client.pipeline(transaction=False)
     pipe.xinfo_stream(RECORD_STREAM)
@@ -172,13 +175,14 @@ def unrecorded_from(client: redis.Redis) -> str | None:
         return before_id(as_text(pending["min"]))
     delivered = as_text(group.get("last-delivered-id", b"0-0"))
     last = as_text(info.get("last-generated-id", b"0-0"))
-    return delivered if parse_event_id(delivered) < parse_event_id(last) else None
-
-
-def before_id(event_id: str) -> str:
-    """The greatest id below `event_id` (ids are `<ms>-<seq>`, seq below 2**64)."""
-    ms, seq = parse_event_id(event_id)
-    return f"{ms}-{seq - 1}" if seq else f"{max(ms - 1, 0)}-{2**64 - 1}"
+    if parse_event_id(delivered) >= parse_event_id(last):
+        return None
+    # Not `delivered` itself: a group handed nothing yet says "0-0" (one just made again on a
+    # Redis restarted empty), which would pass for a recorder far behind, and after a quiet
+    # while the last entry handed out is old too; either way the snapshot's cursor would be
+    # left with the bus, after events the record does not hold yet.
+    following: Any = client.xrange(RECORD_STREAM, min="(" + delivered, max="+", count=1)
+    return before_id(as_text(following[0][0])) if following else None
 
 
 def unrecorded_lag_ms(cursor: str, start: str) -> int:

@@ -8,7 +8,14 @@ import threading
 import pytest
 
 from realtime.envelope import InvalidEvent, draft, parse_event_id
-from realtime.history import ChannelHistoryState, IdSequence, MemoryHistory, StoredEvent, decide_resume
+from realtime.history import (
+    ChannelHistoryState,
+    IdSequence,
+    MemoryHistory,
+    StoredEvent,
+    before_id,
+    decide_resume,
+)
 
 A = "sse:session:a"
 B = "sse:session:b"
@@ -60,6 +67,23 @@ def test_it_resets_an_id_older_than_the_bus_origin() -> None:
 def test_the_origin_itself_can_be_resumed() -> None:
     resume = decide_resume("100-0", "100-0", 1000, {A: UNTRIMMED}, [stored("100-0"), stored("101-0")])
     assert not resume.reset and ids(resume.events) == ["101-0"]
+
+
+def test_the_id_just_before_the_origin_resumes_with_the_first_event() -> None:
+    # A snapshot's cursor on a Redis restarted empty whose first event is not in the record
+    # yet (realtime.bus.record_cursor): no id lies between the two, so nothing was lost.
+    cursor = before_id("100-0")
+    assert cursor == f"99-{2**64 - 1}"
+    resume = decide_resume(cursor, "100-0", 1000, {A: UNTRIMMED}, [stored("100-0"), stored("101-0")], latest="101-0")
+    assert not resume.reset and ids(resume.events) == ["100-0", "101-0"]
+    # Any earlier id may come from the Redis before the restart: events after it are gone.
+    assert decide_resume(f"99-{2**64 - 2}", "100-0", 1000, {A: UNTRIMMED}, [stored("100-0")]).reset
+    assert decide_resume("99-0", "100-0", 1000, {A: UNTRIMMED}, [stored("100-0")]).reset
+
+
+def test_no_id_is_below_the_first_possible_one() -> None:
+    # (The rest of before_id: tests/test_recorder_redis.py.)
+    assert before_id("0-0") == "0-0"
 
 
 def test_it_resets_an_id_newer_than_any_the_bus_handed_out() -> None:

@@ -1,17 +1,22 @@
 """The recorder on Redis: what services publish on session channels is stored once, also after
 the recorder was down for a while, and raw PUBLISHes while it runs (realtime/recorder.py)."""
 
+import asyncio
 import json
 import threading
 import time
 
 import pytest
 
+from dashboard import record
 from dashboard.models import SessionEvent
 from realtime import recorder
-from realtime.bus import enqueue_sse_message_sync
+from realtime.bus import enqueue_sse_message_sync, get_layer
+from realtime.health import health
+from realtime.history import Resume
 from realtime.redis_conn import RedisTarget
-from tests.support.procs import PauseProxy
+from realtime.redis_store import read_resume
+from tests.support.procs import PauseProxy, RedisServer
 from tests.support.sessions import unique
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -267,6 +272,90 @@ def test_a_recorder_far_behind_is_not_waited_for(stoppable_redis, monkeypatch):
 
     monkeypatch.setattr(realtime.bus, "unrecorded_lag_ms", lambda cursor, start: 60_000)
     assert record_cursor() == bus_cursor()
+
+
+def snapshot_then_resume(server: RedisServer, name: str) -> tuple[list[str], Resume]:
+    """What a page gets: the texts of the session's snapshot (the record up to record_cursor),
+    and the resume of its stream from that cursor (the bus's history)."""
+    from realtime.bus import get_layer, record_cursor
+
+    cursor = record_cursor()
+    assert cursor is not None
+    shown = [event["payload"]["data"]["text"] for event in record.transcript(name, upto=cursor)]
+
+    async def read() -> Resume:
+        client = RedisTarget(url=server.url).async_client()
+        try:
+            return await read_resume(client, [f"sse:session:{name}"], cursor, get_layer().history_size)
+        finally:
+            await client.aclose()
+
+    return shown, asyncio.run(read())
+
+
+def replayed_texts(resume: Resume) -> list[str]:
+    return [json.loads(event.envelope)["payload"]["data"]["text"] for event in resume.events]
+
+
+def test_after_an_empty_restart_the_first_event_not_yet_recorded_comes_with_the_stream(stoppable_redis):
+    # Redis back empty, a bot's message is its very first event (the origin) and no recorder
+    # has made its group again: the snapshot cannot hold the message, so its stream must bring
+    # it, exactly (the cursor is the id right before the origin), not with a `reset`.
+    name = unique("first")
+    say(name, "before the restart")
+    recorder.StreamRecorder(client_of(stoppable_redis), consumer="a").step(block_ms=10)
+    stoppable_redis.restart()
+    health.__init__()
+
+    first = say(name, "the first after the restart")
+    assert stoppable_redis.client().get("sse:origin").decode() == first
+    shown, resume = snapshot_then_resume(stoppable_redis, name)
+
+    assert shown == ["before the restart"]
+    assert not resume.reset, resume.reason
+    assert replayed_texts(resume) == ["the first after the restart"]
+
+
+def test_a_group_made_again_and_handed_nothing_yet_holds_the_cursor_before_the_first_entry(stoppable_redis):
+    # The recorder made its group again on a Redis restarted empty (id 0, so it reads every
+    # entry) but has not read yet: the group says "0-0", which is no recorder far behind.
+    name = unique("regroup")
+    say(name, "before the restart")
+    stream = recorder.StreamRecorder(client_of(stoppable_redis), consumer="a")
+    stream.step(block_ms=10)
+    stoppable_redis.restart()
+    health.__init__()
+    get_layer().cursor_sync()  # a process's link came back first: the origin is no event
+    waiting = [say(name, f"waiting {n}") for n in range(2)]
+    assert stream.step(block_ms=10) == 0  # NOGROUP: the group is gone
+    stream._ensure_group()  # made again; the next step reads
+
+    shown, resume = snapshot_then_resume(stoppable_redis, name)
+    assert shown == ["before the restart"]
+    assert not resume.reset, resume.reason
+    assert [event.id for event in resume.events] == waiting
+
+    assert stream.step(block_ms=10) == 2
+    shown, resume = snapshot_then_resume(stoppable_redis, name)
+    assert shown == ["before the restart", "waiting 0", "waiting 1"]
+    assert not resume.reset and resume.events == []
+
+
+def test_a_recorder_quiet_for_a_while_is_not_taken_for_one_far_behind(stoppable_redis):
+    # The last entry handed out is a minute old (nothing was said since); a new one waits to be
+    # read. The snapshot must stop before it, not give up on the record as if it were down.
+    client = client_of(stoppable_redis)
+    now_ms = int(time.time() * 1000)
+    client.xadd("sse:record", {"c": "sse:broadcast", "e": "{}"}, id=f"{now_ms - 60_000}-0")
+    stream = recorder.StreamRecorder(client, consumer="a")
+    assert stream.step(block_ms=10) == 1
+    name = unique("quiet")
+    new = say(name, "after a quiet minute")
+
+    assert recorder.unrecorded_from(client) == recorder.before_id(new)
+    shown, resume = snapshot_then_resume(stoppable_redis, name)
+    assert shown == []
+    assert replayed_texts(resume) == ["after a quiet minute"]
 
 
 def test_before_id_is_the_greatest_id_below():
