@@ -28,7 +28,7 @@ from realtime import outbox
 from realtime.channels import SESSION_PREFIX, InvalidChannel, validate_channel
 from realtime.envelope import Draft, InvalidEvent, draft, parse_event_id, with_message_id
 from realtime.health import health
-from realtime.history import Resume, StoredEvent
+from realtime.history import Resume, StoredEvent, before_id
 from realtime.hub import Hub, all_hubs, encode, reset_frame, stats
 from realtime.recorder import MAX_RECORD_LAG_MS, memory_recorder, unrecorded_from, unrecorded_lag_ms
 from realtime.redis_conn import REDIS_ERRORS, RedisTarget
@@ -112,8 +112,9 @@ def record_cursor() -> str | None:
 
     The bus's current id, brought back to where the record is complete: an event a service
     published just before it may still be on its way to the database (the recorder stores it
-    a moment later), and a stream resumed from an earlier id brings it instead. A recorder
-    that is far behind (down) is not waited for: the cursor then stays with the bus.
+    a moment later), and so may a command's event that Redis took before its outbox row was
+    marked; a stream resumed from an earlier id brings them instead. A recorder that is far
+    behind (down) is not waited for: the cursor then stays with the bus.
     """
     cursor = bus_cursor()
     if cursor is None:
@@ -124,9 +125,15 @@ def record_cursor() -> str | None:
         return cursor
     try:
         start = unrecorded_from(client)
+        published = outbox.first_published_unmarked(client)
     except REDIS_ERRORS as exc:
         logger.warning("could not tell how far the record is: %s", exc)
         return cursor
+    if published is not None:
+        # The record shows these as waiting until their marks are written: the stream brings them.
+        held = before_id(published)
+        if start is None or parse_event_id(held) < parse_event_id(start):
+            start = held
     if start is None or parse_event_id(start) >= parse_event_id(cursor):
         return cursor
     lag = unrecorded_lag_ms(cursor, start)

@@ -25,16 +25,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from realtime import signals
-from realtime.envelope import Draft, parse_event_id, with_id
+from realtime.envelope import Draft, format_event_id, parse_event_id, with_id
 from realtime.health import health
 from realtime.hub import stats
 from realtime.models import OutboxEvent
-from realtime.redis_conn import REDIS_ERRORS
+from realtime.redis_conn import REDIS_ERRORS, as_text
+from realtime.redis_store import OUTBOX_DEDUPE_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +173,31 @@ def published_on(channel: str, limit: int, *, upto: str | None = None) -> list[d
 
 def pending_count() -> int:
     return OutboxEvent.objects.filter(published_at__isnull=True).count()
+
+
+# Unmarked rows looked at for batches already published (see first_published_unmarked).
+UNMARKED_LOOKUP_ROWS = 200
+
+
+def first_published_unmarked(client: redis.Redis) -> str | None:
+    """The first id of the batches Redis has published whose rows are not marked yet (a flush
+    between its publish and its marks, up to a transaction later), or None.
+
+    A snapshot's cursor must stop before it: the record still shows those events as waiting
+    (leaving out all but chat messages), and a stream resumed after their ids would skip them.
+    Flushes publish the oldest first, so only the oldest unmarked rows are looked at: one
+    indexed query, and one MGET of their batches' keys while rows wait.
+    """
+    rows = OutboxEvent.objects.filter(published_at__isnull=True).order_by("pk")
+    keys = list(dict.fromkeys(rows.values_list("batch", flat=True)[:UNMARKED_LOOKUP_ROWS]))
+    if not keys:
+        return None
+    firsts = [
+        parse_event_id(as_text(done).split(",", 1)[0])
+        for done in client.mget([OUTBOX_DEDUPE_PREFIX + key for key in keys])
+        if done
+    ]
+    return format_event_id(*min(firsts)) if firsts else None
 
 
 def retention_seconds() -> int:

@@ -1,14 +1,22 @@
 """The record of a conversation: every event of a session is in the database, whatever happens to
 the bus (dashboard/record.py)."""
 
+import asyncio
+
 import pytest
 
 from dashboard import record, services
 from dashboard.models import ChatSession, SessionEvent, Status
+from realtime import outbox
 from realtime.auth import Principal
-from realtime.bus import enqueue_sse_message_sync
-from realtime.envelope import InvalidEvent
+from realtime.bus import enqueue_sse_message_sync, get_layer, record_cursor
+from realtime.envelope import Draft, InvalidEvent
+from realtime.health import health
+from realtime.history import Resume
 from realtime.models import OutboxEvent
+from realtime.redis_conn import RedisTarget
+from realtime.redis_store import read_resume
+from tests.support.procs import RedisServer
 from tests.support.sessions import browser, fresh_bus, make_user, unique
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -143,6 +151,44 @@ def test_a_snapshot_leaves_out_what_its_stream_will_bring_and_keeps_what_it_cann
     # The admin timeline shows everything, marking what waits.
     timeline = record.transcript(name, waiting=True)
     assert [e.get("waiting", False) for e in timeline] == [False, False, True, True, True]
+
+
+def test_a_snapshot_taken_between_a_relays_publish_and_its_marks_gets_those_events_from_its_stream(stoppable_redis):
+    # Redis is back: a relay has published what waited (the agent's accept) but not yet written
+    # its marks when a page reloads its snapshot. The record still shows the events as waiting,
+    # so the snapshot leaves them out: the stream resumed from its cursor must bring them.
+    name = unique("marks")
+    services.escalate(name, by=BOT)
+    stoppable_redis.stop()
+    services.accept(name, by=ALICE)
+    stoppable_redis.restart()
+    health.__init__()
+    rows = list(OutboxEvent.objects.filter(published_at__isnull=True).order_by("pk"))
+    ids = get_layer().publish_batch_sync([Draft(r.channel, r.type, r.body) for r in rows], rows[0].batch)
+    joined = [i for i, r in zip(ids, rows, strict=True) if r.channel == f"sse:session:{name}"]
+
+    cursor = record_cursor()
+    assert cursor is not None
+    assert [e["type"] for e in record.transcript(name, upto=cursor)] == ["transfer_request", "status_change"]
+    assert [e.id for e in resume_from(stoppable_redis, name, cursor).events] == joined
+
+    assert outbox.flush() == {rows[0].batch: ids}  # the marks: the same ids again, once
+    cursor = record_cursor()
+    assert [e["id"] for e in record.transcript(name, upto=cursor)][-2:] == joined
+    assert resume_from(stoppable_redis, name, cursor).events == []
+
+
+def resume_from(server: RedisServer, name: str, cursor: str) -> Resume:
+    """What the session's stream resumed from `cursor` replays (the bus's history)."""
+
+    async def read() -> Resume:
+        client = RedisTarget(url=server.url).async_client()
+        try:
+            return await read_resume(client, [f"sse:session:{name}"], cursor, get_layer().history_size)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(read())
 
 
 def test_once_published_the_record_holds_each_commands_bus_id(bus):
