@@ -243,8 +243,13 @@
     close.focus();
   }
 
+  // Only where the focus was lost (on the body, or still in the closed dialog): the browser
+  // may have put it back already, and the "close" event is a task of its own, which runs after
+  // keys pressed meanwhile (input goes first on a busy page); moving it then undid them.
   dialog.addEventListener("close", () => {
-    if (opener && opener.isConnected && opener !== document.body) opener.focus();
+    const active = document.activeElement;
+    const lost = !active || active === document.body || dialog.contains(active);
+    if (lost && opener && opener.isConnected && opener !== document.body) opener.focus();
     opener = null;
   });
 

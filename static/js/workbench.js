@@ -18,6 +18,9 @@
     counted: new Set(), // message_ids (and event ids) already counted as unread
     open: null, // name of the session in the pane
     openSession: null, // its session object (status, agent, ...)
+    // Bumped each time an event or a command's answer changes the open session's status or
+    // people: a read of the session sent before then may answer with what it was before.
+    openChanges: 0,
   };
 
   const transcript = new Live.Transcript($("transcript"), me);
@@ -205,6 +208,7 @@
   /** A session's status (and agent) changed; keep queue, my sessions and the pane in step. */
   /** `change`: what an event said (Live.sessionChange), for where and why it waits; null for a command's answer. */
   function applyStatus(name, status, agent, change) {
+    if (state.open === name) state.openChanges += 1;
     const queued = state.queue.get(name); // before it leaves the queue: who the customer is
     if (status === "waiting_agent") {
       queueAdd(name, change?.reason || null, change ? change.at : Date.now(), true);
@@ -248,6 +252,7 @@
 
   /** A supervisor joined or parted (`Live.participantChange`): My sessions and the pane follow. */
   function applySupervisor(name, supervisor) {
+    if (state.open === name) state.openChanges += 1;
     const entry = state.mine.get(name);
     if (entry) {
       entry.supervisor = supervisor;
@@ -474,8 +479,17 @@
 
   /** Load a session into the pane; resolves to its snapshot's cursor (null if it moved on). */
   async function loadSession(name) {
-    const detail = await Live.get(Live.sessionUrl(name));
-    if (state.open !== name) return null;
+    let detail;
+    for (let reads = 1; ; reads += 1) {
+      const changes = state.openChanges;
+      detail = await Live.get(Live.sessionUrl(name));
+      if (state.open !== name) return null;
+      // The session changed while it was read (accepted here, taken by another agent): the
+      // answer may be from before, and applied it would put the row back in the queue and hide
+      // the composer (taking the focus from it); the stream skips the events already applied,
+      // so nothing would correct it. Read again; a few times at most.
+      if (state.openChanges === changes || reads >= 3) break;
+    }
     state.openSession = detail.session;
     renderCustomer(detail);
     const lastMessage = detail.messages && detail.messages[detail.messages.length - 1];
@@ -540,6 +554,7 @@
     if (button) button.disabled = true;
     try {
       const result = await Live.post(Live.sessionUrl(name, "accept"));
+      if (state.open === name) state.openChanges += 1;
       queueRemove(name);
       state.mine.set(name, mineEntry(result.session));
       renderMine();
