@@ -107,12 +107,6 @@ def test_every_page_shows_a_banner_while_its_server_has_lost_redis_and_drops_it_
         page.context.close()
 
 
-# A known bug, not yet fixed (the closing note of 2026-12-04 has the evidence): when the outbox
-# relay publishes the waiting message in the instant Redis comes back empty, before this
-# process's link has healed, the page's snapshot after the `reset` leaves the message out and
-# the stream resumed from its cursor replays nothing. About one run in three on a loaded
-# machine. Marked so the failure is reported (XFAIL/XPASS), never counted as a pass.
-@pytest.mark.xfail(strict=False, reason="known bug: a message relayed the instant Redis returns empty can be lost")
 def test_a_message_sent_while_redis_is_down_shows_at_once_for_the_agent_and_once_on_the_other_process_after(
     browser: Browser, outage: tuple[RedisServer, Daphne, Daphne]
 ) -> None:
