@@ -565,12 +565,17 @@ def chart(results: dict[str, Any], path: Path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    databases = [d for d in ("sqlite", "postgresql") if any(r["database"] == d for r in part["runs"])]
+    # Only what has latencies to draw: a system that let no message through at any rate is in
+    # the tables, not on a log-scaled axis.
+    drawn = [r for r in part["runs"] if any(s["agent"].get("count") for s in r["steps"])]
+    databases = [d for d in ("sqlite", "postgresql") if any(r["database"] == d for r in drawn)]
+    if not databases:
+        return None
     fig, axes = plt.subplots(1, len(databases), figsize=(6 * len(databases), 4.2), squeeze=False, sharey=True)
     colours = {"product": "tab:blue", "naive": "tab:red"}
     for col, database in enumerate(databases):
         ax = axes[0][col]
-        for run in (r for r in part["runs"] if r["database"] == database):
+        for run in (r for r in drawn if r["database"] == database):
             steps = [s for s in run["steps"] if s["agent"].get("count")]
             x = [s["messages_per_s"] for s in steps]
             for key, style in (("p50_ms", ":"), ("p99_ms", "-")):
