@@ -78,7 +78,7 @@ def write(drafts: list[Draft], using: str | None = None) -> Batch:
 
 def _after_commit(batch: Batch) -> None:
     running = relay()
-    if running.running:
+    if running.running and health.should_try():
         # The process's relay publishes it, with every other batch committed meanwhile: one
         # flush for many commits, instead of each committing thread flushing in turn while it
         # holds its database connection (the contact-centre benchmark, bench/README.md).
@@ -88,7 +88,8 @@ def _after_commit(batch: Batch) -> None:
             connection.close()
         ids = running.publish(batch.key, HANDOFF_SECONDS)
     else:
-        # No relay in this process (tests, management commands, SSE_BACKGROUND=false): flush here.
+        # No relay in this process (tests, management commands, SSE_BACKGROUND=false), or Redis
+        # is down (a flush here finds that out at once, without waiting for a relay's step).
         ids = flush().get(batch.key)
     if ids is None:
         # Published by another thread or process meanwhile, or still waiting for Redis.
