@@ -274,3 +274,23 @@ def test_a_batch_another_process_published_first_is_not_waited_for(bus, running_
 
     assert outcome.events and all(event.id for event in outcome.events)
     assert time.monotonic() - began < outbox.HANDOFF_SECONDS / 2
+
+
+def test_while_redis_is_down_a_commit_does_not_wait_for_the_relay(bus, monkeypatch):
+    import time
+
+    relay = outbox.Relay(interval=5.0)  # its next step would be 5 s away
+    monkeypatch.setattr(outbox, "_relay", relay)
+    relay.start()
+    health.mark_down("a test: Redis is away")
+    try:
+        began = time.monotonic()
+        outcome = services.escalate(unique("down"), by=BOT)
+        took = time.monotonic() - began
+        waiting = outbox.pending_count()
+    finally:
+        health.__init__()
+        relay.stop()
+    assert outcome.events and not any(event.id for event in outcome.events)
+    assert waiting == len(outcome.events)  # in the outbox, for when Redis is back
+    assert took < 2.5, took
