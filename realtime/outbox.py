@@ -78,7 +78,7 @@ def write(drafts: list[Draft], using: str | None = None) -> Batch:
 
 def _after_commit(batch: Batch) -> None:
     running = relay()
-    if running.running and health.should_try():
+    if running.running and not health.degraded:
         # The process's relay publishes it, with every other batch committed meanwhile: one
         # flush for many commits, instead of each committing thread flushing in turn while it
         # holds its database connection (the contact-centre benchmark, bench/README.md).
