@@ -244,9 +244,10 @@ def one(run: Run, args: argparse.Namespace, system: str, database: str, db_url: 
             over = [s["agent"].get("p99_ms", 1e9) > P99_LIMIT_MS * 3 for s in result["steps"][-2:]]
             if (len(over) == 2 and all(over)) or not step["agent"].get("count"):
                 break
-        # Quiet, then the audit: every stream, every copy.
+        # Quiet, then the audit: every stream, every copy, once nothing more arrives (a system
+        # far behind delivers for a while after the last message was sent).
         bot.call({"cmd": "rate", "escalations": 0.0, "messages": 0.0, "chatter": 0.0})
-        time.sleep(4)
+        result["drain_s"] = drain(load)
         log = bot.call({"cmd": "log"}, timeout=120)
         result["bot"] = {"done": log["done"], "errors": log["errors"]}
         result["audit"] = load.call({"cmd": "audit", "customer": log["customer"]}, timeout=600)
@@ -309,6 +310,20 @@ def measure_step(
         "outbox": outbox_lag(db_url, lo, hi) if system != "naive" else {},
         "bot_errors": bot_state.get("errors", {}),
     }
+
+
+def drain(load: Any, quiet: float = 3.0, limit: float = 90.0) -> float:
+    """Wait until no copy has arrived on any stream for `quiet` seconds (at most `limit`)."""
+    began = time.monotonic()
+    last, since = -1, time.monotonic()
+    while time.monotonic() - began < limit:
+        copies = load.call({"cmd": "copies"})["copies"]
+        if copies != last:
+            last, since = copies, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+        time.sleep(0.5)
+    return time.monotonic() - began
 
 
 def throughput(steps: list[dict[str, Any]]) -> dict[str, Any]:

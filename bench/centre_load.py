@@ -176,6 +176,7 @@ class Stream:
             kind = KINDS.get(data[c + 15], 3)
             key = seq * 8 + (4 if customer else 0) + kind
             counts[key] = counts.get(key, 0) + 1
+            centre.copies += 1
             if customer:
                 if self.agent is not None and kind != BROADCAST:  # the handling agent's copies
                     s = data.find(STAMP, end)
@@ -293,6 +294,7 @@ class Centre:
         self.sent: dict[int, tuple[float, Agent]] = {}
         self.sessions_of: dict[int, str] = {}  # agent seq -> session
         self.seq = 0
+        self.copies = 0  # every marked copy received, on every stream: what a drain watches
         self.pools: dict[int, list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
 
@@ -371,6 +373,9 @@ class Centre:
                 if pooled:
                     continue  # the server had closed this idle connection: once more on a new one
                 break
+            if pooled and head[9:12] == b"408":
+                writer.close()  # the server timed this idle connection out as it was taken
+                continue
             try:
                 status = int(head[9:12])
                 length = 0
@@ -548,6 +553,7 @@ async def serve() -> None:
             "start": start,
             "window": window,
             "stats": lambda c: state["centre"].stats(float(c["hi"])),
+            "copies": lambda c: {"copies": state["centre"].copies},
             "audit": lambda c: state["centre"].audit(c["customer"]),
         }
     )
