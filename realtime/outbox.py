@@ -122,6 +122,12 @@ def flush(limit: int = FLUSH_ROWS) -> dict[str, list[str]]:
         groups: dict[str, list[OutboxEvent]] = {}
         for row in rows:
             groups.setdefault(row.batch, []).append(row)
+        if len(rows) == limit and groups:
+            # The limit may have cut the last batch short. A batch goes out whole or not at all:
+            # Redis remembers a batch by its key and answers a repeat with the ids it gave the
+            # first time, so a part published once would keep the rest from ever going out.
+            last = next(reversed(groups))
+            groups[last] = list(OutboxEvent.objects.filter(batch=last, published_at__isnull=True).order_by("pk"))
         for key, members in groups.items():
             if not health.should_try():
                 break
