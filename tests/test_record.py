@@ -12,12 +12,8 @@ from realtime.auth import Principal
 from realtime.bus import enqueue_sse_message_sync, get_layer, record_cursor
 from realtime.envelope import Draft, InvalidEvent
 from realtime.health import health
-from realtime.history import Resume
 from realtime.models import OutboxEvent
-from realtime.redis_conn import RedisTarget
-from realtime.redis_store import read_resume
-from tests.support.procs import RedisServer
-from tests.support.sessions import browser, fresh_bus, make_user, unique
+from tests.support.sessions import browser, fresh_bus, make_user, resume_from, unique
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -170,25 +166,12 @@ def test_a_snapshot_taken_between_a_relays_publish_and_its_marks_gets_those_even
     cursor = record_cursor()
     assert cursor is not None
     assert [e["type"] for e in record.transcript(name, upto=cursor)] == ["transfer_request", "status_change"]
-    assert [e.id for e in resume_from(stoppable_redis, name, cursor).events] == joined
+    assert [e.id for e in resume_from(stoppable_redis.url, name, cursor).events] == joined
 
     assert outbox.flush() == {rows[0].batch: ids}  # the marks: the same ids again, once
     cursor = record_cursor()
     assert [e["id"] for e in record.transcript(name, upto=cursor)][-2:] == joined
-    assert resume_from(stoppable_redis, name, cursor).events == []
-
-
-def resume_from(server: RedisServer, name: str, cursor: str) -> Resume:
-    """What the session's stream resumed from `cursor` replays (the bus's history)."""
-
-    async def read() -> Resume:
-        client = RedisTarget(url=server.url).async_client()
-        try:
-            return await read_resume(client, [f"sse:session:{name}"], cursor, get_layer().history_size)
-        finally:
-            await client.aclose()
-
-    return asyncio.run(read())
+    assert resume_from(stoppable_redis.url, name, cursor).events == []
 
 
 def test_once_published_the_record_holds_each_commands_bus_id(bus):
@@ -205,7 +188,6 @@ def test_once_published_the_record_holds_each_commands_bus_id(bus):
 
 def test_a_snapshot_on_the_memory_layer_holds_what_was_published_from_an_event_loop_just_before(bus):
     """The in-memory recorder stores such events in a thread; the snapshot does not wait for it."""
-    import asyncio
 
     from realtime.bus import enqueue_sse_message
 

@@ -15,9 +15,8 @@ from realtime.bus import enqueue_sse_message_sync, get_layer
 from realtime.health import health
 from realtime.history import Resume
 from realtime.redis_conn import RedisTarget
-from realtime.redis_store import read_resume
 from tests.support.procs import PauseProxy, RedisServer
-from tests.support.sessions import unique
+from tests.support.sessions import resume_from, unique
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -226,8 +225,6 @@ def test_a_process_with_an_event_loop_and_no_recorder_thread_starts_one(settings
     async def publish_from_a_loop():
         memory.submit('{"channel":"sse:session:x"}')
 
-    import asyncio
-
     asyncio.run(publish_from_a_loop())
     assert started.is_set() and len(memory) == 1
 
@@ -277,20 +274,13 @@ def test_a_recorder_far_behind_is_not_waited_for(stoppable_redis, monkeypatch):
 def snapshot_then_resume(server: RedisServer, name: str) -> tuple[list[str], Resume]:
     """What a page gets: the texts of the session's snapshot (the record up to record_cursor),
     and the resume of its stream from that cursor (the bus's history)."""
-    from realtime.bus import get_layer, record_cursor
+    from realtime.bus import record_cursor
 
     cursor = record_cursor()
     assert cursor is not None
     shown = [event["payload"]["data"]["text"] for event in record.transcript(name, upto=cursor)]
 
-    async def read() -> Resume:
-        client = RedisTarget(url=server.url).async_client()
-        try:
-            return await read_resume(client, [f"sse:session:{name}"], cursor, get_layer().history_size)
-        finally:
-            await client.aclose()
-
-    return shown, asyncio.run(read())
+    return shown, resume_from(server.url, name, cursor)
 
 
 def replayed_texts(resume: Resume) -> list[str]:

@@ -185,3 +185,21 @@ def post_as(client: Any, url: str, body: Any = None, csrf: bool = True) -> Any:
 def post_service(client: Any, url: str, body: Any, token: str = TEST_TOKEN) -> Any:
     data = body if isinstance(body, (str, bytes)) else json.dumps(body)
     return client.post(url, data, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+def resume_from(redis_url: str, name: str, cursor: str) -> Any:
+    """What the session's stream resumed from `cursor` replays (the bus's history), as a Resume."""
+    import asyncio
+
+    from realtime.bus import get_layer
+    from realtime.redis_conn import RedisTarget
+    from realtime.redis_store import read_resume
+
+    async def read() -> Any:
+        client = RedisTarget(url=redis_url).async_client()
+        try:
+            return await read_resume(client, [f"sse:session:{name}"], cursor, get_layer().history_size)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(read())
