@@ -611,9 +611,6 @@ def chart(results: dict[str, Any], path: Path) -> Path | None:
         ax.set_xlabel("messages/s (half customers', half agents')")
         ax.set_ylabel("agent's message: request -> others' streams (ms)")
         ax.grid(True, which="both", alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    from bench.report import save_chart
+
+    return save_chart(plt, fig, axes, path)

@@ -474,6 +474,11 @@ def chart(results: dict[str, Any], path: Path) -> Path | None:
             ax.set_xlabel("deliveries/s (events/s x subscribers reached)")
             ax.set_ylabel("publish -> received (ms)")
             ax.grid(True, which="both", alpha=0.3)
+    return save_chart(plt, fig, axes, path)
+
+
+def save_chart(plt: Any, fig: Any, axes: Any, path: Path) -> Path:
+    """A chart's legend under its panels (from the first), its layout, the PNG: the bench's one look."""
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
